@@ -1,0 +1,35 @@
+"""Shared fixtures: the local emulators run in-process on free loopback ports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from mns.account import Account
+
+from local.mns import MnsEmulator
+
+OWNER_ID, OWNER_SECRET = "test-owner-id", "test-owner-secret-9f2c"
+PUBLISHER_ID, PUBLISHER_SECRET = "test-alicom-publisher", "test-publisher-secret-41aa"
+
+
+@pytest.fixture
+def mns_emulator(tmp_path) -> Iterator[MnsEmulator]:
+    emulator = MnsEmulator(
+        owner=(OWNER_ID, OWNER_SECRET),
+        publisher=(PUBLISHER_ID, PUBLISHER_SECRET),
+    )
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def owner_account(mns_emulator: MnsEmulator) -> Account:
+    return Account(mns_emulator.endpoint, OWNER_ID, OWNER_SECRET)
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return f"Alicom-Queue-{uuid.uuid4().int % 10**16:016d}-FlowReport"

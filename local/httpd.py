@@ -66,7 +66,9 @@ class BackgroundServer:
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self._thread = threading.Thread(target=server.serve_forever, name=type(server).__name__, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(server).__name__, daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -164,9 +164,9 @@ class HandleCodec:
         return hmac.new(self._secret, text, hashlib.sha256).hexdigest()[:16]
 
     def encode(self, queue: str, message: Message) -> str:
-        payload = (
-            f"{message.message_id}:{message.generation}:{self._mac(queue, message.message_id, message.generation)}"
-        )
+        mac = self._mac(queue, message.message_id, message.generation)
+        payload = f"{message.message_id}:{message.generation}:{mac}:"
+        payload += "0" * ((1 - len(payload)) % 3)  # length 1 mod 3: the handle ends in "==" like real ones
         return f"{message.priority}-" + base64.urlsafe_b64encode(payload.encode()).decode()
 
     def decode(self, queue: str, handle: str) -> tuple[str, int]:
@@ -174,7 +174,7 @@ class HandleCodec:
         try:
             if not prefix.isdigit():
                 raise ValueError(handle)
-            message_id, generation, mac = base64.urlsafe_b64decode(encoded.encode()).decode().split(":")
+            message_id, generation, mac, _ = base64.urlsafe_b64decode(encoded.encode()).decode().split(":")
             number = int(generation)
         except (ValueError, binascii.Error, UnicodeDecodeError):
             raise errors.receipt_handle_error() from None

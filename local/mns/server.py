@@ -192,8 +192,8 @@ class MnsEmulator:
         ]
         if body:
             headers.append(("Content-Type", "text/xml;charset=utf-8"))
-        handler.respond(status, body, headers)
         self.stats_counters.response(operation, status, code)
+        handler.respond(status, body, headers)
 
     def _authenticate(self, request: Request):
         headers = request.headers

@@ -9,10 +9,10 @@ import secrets
 import time
 from pathlib import Path
 
+from local.faults import FaultConfigError, FaultPlan
 from local.httpd import BackgroundServer, Handler, Server, split_target
 from local.mns import errors, signing, wire
-from local.mns.credentials import CredentialStore, StsCredential, authorize, check_token
-from local.mns.faults import FaultConfigError, FaultPlan
+from local.mns.credentials import ALL_OPERATIONS, CredentialStore, StsCredential, authorize, check_token
 from local.mns.persistence import NullJournal, SqliteJournal
 from local.mns.queues import QueueStore
 from local.mns.stats import Stats
@@ -20,6 +20,7 @@ from local.mns.stats import Stats
 API_VERSION = "2015-06-06"
 AUTHORIZATION = re.compile(r"^MNS ([^:\s]+):(\S+)$")
 ADMIN_PREFIX = "/_admin"
+FAULT_KINDS = ("internal_error", "throttle", "drop_connection", "token_expired")
 
 
 class Request:
@@ -108,8 +109,10 @@ class MnsEmulator:
         max_clock_skew: float | None = 900.0,
         host_id: str | None = None,
     ) -> None:
+        self.owner = owner
+        self.publisher = publisher
         self.credentials = CredentialStore(owner, publisher)
-        self.fault_plan = FaultPlan(faults)
+        self.fault_plan = FaultPlan(ALL_OPERATIONS, FAULT_KINDS, faults)
         self.store = QueueStore(SqliteJournal(data_dir) if data_dir else NullJournal())
         self.stats_counters = Stats()
         self.max_clock_skew = max_clock_skew

@@ -1,15 +1,15 @@
-"""Fault injection: per-operation rates of errors and dropped connections, plus added latency."""
+"""Fault injection shared by the emulators: per-operation rates of failure kinds, plus added latency.
+
+Each emulator names its operations and the failure kinds it can inject; the configuration shape is the
+same everywhere: {"latency_ms": 0, "seed": null, "operations": {"*": {...}, "<Operation>": {...}}}.
+"""
 
 from __future__ import annotations
 
 import copy
 import random
 import threading
-
-from local.mns.credentials import ALL_OPERATIONS
-
-RATE_KINDS = ("internal_error", "throttle", "drop_connection", "token_expired")
-OPERATION_KEYS = frozenset((*RATE_KINDS, "latency_ms"))
+from collections.abc import Collection
 
 
 class FaultConfigError(ValueError):
@@ -24,7 +24,7 @@ def _number(value: object, where: str, high: float | None) -> float:
     return float(value)
 
 
-def validate(config: dict) -> dict:
+def validate(config: dict, operations: Collection[str], kinds: Collection[str]) -> dict:
     if not isinstance(config, dict):
         raise FaultConfigError("the fault configuration must be a JSON object")
     unknown = set(config) - {"latency_ms", "seed", "operations"}
@@ -34,30 +34,34 @@ def validate(config: dict) -> dict:
     seed = config.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise FaultConfigError("seed must be an integer or null")
-    operations = config.get("operations", {})
-    if not isinstance(operations, dict):
+    entries = config.get("operations", {})
+    if not isinstance(entries, dict):
         raise FaultConfigError("operations must be an object keyed by operation name or '*'")
-    for name, entry in operations.items():
-        if name != "*" and name not in ALL_OPERATIONS:
-            raise FaultConfigError(f"unknown operation {name!r}; use '*' or one of {', '.join(sorted(ALL_OPERATIONS))}")
+    for name, entry in entries.items():
+        if name != "*" and name not in operations:
+            raise FaultConfigError(f"unknown operation {name!r}; use '*' or one of {', '.join(sorted(operations))}")
         if not isinstance(entry, dict):
             raise FaultConfigError(f"operations.{name} must be an object")
         for key, value in entry.items():
-            if key not in OPERATION_KEYS:
-                raise FaultConfigError(f"unknown fault {key!r} in operations.{name}")
+            if key != "latency_ms" and key not in kinds:
+                raise FaultConfigError(
+                    f"unknown fault {key!r} in operations.{name}; use latency_ms or one of {', '.join(kinds)}"
+                )
             _number(value, f"operations.{name}.{key}", None if key == "latency_ms" else 1.0)
     return copy.deepcopy(config)
 
 
 class FaultPlan:
-    def __init__(self, config: dict | None = None) -> None:
+    def __init__(self, operations: Collection[str], kinds: Collection[str], config: dict | None = None) -> None:
+        self.operations = frozenset(operations)
+        self.kinds = tuple(kinds)
         self._lock = threading.Lock()
         self._config: dict = {}
         self._random = random.Random()
         self.replace(config or {})
 
     def replace(self, config: dict) -> None:
-        checked = validate(config)
+        checked = validate(config, self.operations, self.kinds)
         with self._lock:
             self._config = checked
             self._random = random.Random(checked.get("seed"))

@@ -8,25 +8,27 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
-import http.client
-import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
 
 import pytest
 from conftest import OWNER_ID, OWNER_SECRET, PUBLISHER_ID, PUBLISHER_SECRET
 from mns.account import Account
-from mns.mns_exception import MNSServerException
 from mns.queue import Message, Queue, QueueMeta
+from mns_support import (
+    admin,
+    assert_mns_error,
+    make_queue,
+    mns_signature,
+    queue_stats,
+    raw_request,
+    sdk_content_md5,
+    sdk_error,
+    xml_children,
+)
 
 from local.mns import MnsEmulator
 
@@ -43,142 +45,17 @@ SEND_BODY = (
 )
 
 
-def _sdk_content_md5(body: bytes) -> str:
-    """§1 item 5: base64 of the 32-char lowercase hex digest, not of the raw bytes."""
-    return base64.b64encode(hashlib.md5(body).hexdigest().encode()).decode()
-
-
-def _sign(secret: str, method: str, headers: dict[str, str], target: str) -> str:
-    """Independent implementation of §3.1 (the emulator's own helper is tested in tests/unit)."""
-    lower = {k.lower(): v for k, v in headers.items()}
-    mns_headers = "".join(f"{k}:{lower[k]}\n" for k in sorted(lower) if k.startswith("x-mns-"))
-    sts = (
-        f"{method}\n{lower.get('content-md5', '')}\n{lower.get('content-type', '')}\n"
-        f"{lower.get('date', '')}\n{mns_headers}{target}"
-    )
-    digest = hmac.new(secret.encode(), sts.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
-
-
-@dataclass
-class RawResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header_names(self) -> list[str]:
-        return [name for name, _ in self.headers]
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-
-_UNSET = object()
-
-
-def raw_request(
-    emulator: MnsEmulator,
-    method: str,
-    target: str,
-    body: bytes = b"",
-    *,
-    key_id: str = OWNER_ID,
-    secret: str = OWNER_SECRET,
-    date: object = _UNSET,
-    content_md5: str | None = None,
-    authorization: object = _UNSET,
-    security_token: str | None = None,
-) -> RawResponse:
-    """Build an MNS request by hand (§2.3) and send it with http.client.
-
-    date=None leaves the Date header out (the signature then uses an empty DATE line);
-    authorization=None leaves Authorization out; a string replaces it verbatim.
-    """
-    headers: dict[str, str] = {"x-mns-version": "2015-06-06"}
-    if date is _UNSET:
-        headers["date"] = formatdate(usegmt=True)
-    elif date is not None:
-        headers["date"] = str(date)
-    if body:
-        headers["content-type"] = "text/xml;charset=UTF-8"
-        headers["content-md5"] = content_md5 if content_md5 is not None else _sdk_content_md5(body)
-    if authorization is _UNSET:
-        headers["Authorization"] = f"MNS {key_id}:{_sign(secret, method, headers, target)}"
-    elif authorization is not None:
-        headers["Authorization"] = str(authorization)
-    if security_token is not None:
-        headers["security-token"] = security_token
-
-    parsed = urllib.parse.urlsplit(emulator.endpoint)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=15)
-    try:
-        conn.request(method, target, body=body, headers=headers)
-        resp = conn.getresponse()
-        return RawResponse(resp.status, resp.getheaders(), resp.read())
-    finally:
-        conn.close()
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def assert_mns_error(resp: RawResponse, status: int, code: str) -> dict[str, str]:
-    """Status, lowercase x-mns-request-id (§1 item 1) and a complete <Error> body (§1 item 3, §4.15)."""
-    assert resp.status == status, resp.body
-    assert "x-mns-request-id" in resp.header_names(), resp.headers
-    root = ET.fromstring(resp.body)
-    assert _local(root.tag) == "Error"
-    fields = {_local(child.tag): (child.text or "") for child in root}
-    assert {"Code", "Message", "RequestId", "HostId"} <= set(fields), fields
-    assert fields["Code"] == code
-    assert fields["RequestId"], fields
-    assert fields["HostId"], fields
-    assert fields["RequestId"] == resp.header("x-mns-request-id")
-    return fields
-
-
-def admin(emulator: MnsEmulator, method: str, path: str, body: object = None) -> tuple[int, object]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        emulator.admin_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        status, raw = err.code, err.read()
-    return status, (json.loads(raw) if raw.strip() else None)
-
-
-def sdk_error(call: Callable[[], object]) -> MNSServerException:
-    with pytest.raises(MNSServerException) as info:
-        call()
-    return info.value
-
-
 def account_for(emulator: MnsEmulator, cred) -> Account:
     return Account(emulator.endpoint, cred.access_key_id, cred.access_key_secret, cred.security_token)
 
 
 def new_queue(account: Account, name: str | None = None) -> Queue:
-    queue = account.get_queue(name or f"Alicom-Queue-{uuid.uuid4().int % 10**16:016d}-Other")
-    queue.create(QueueMeta())
-    return queue
-
-
-def depth(emulator: MnsEmulator, queue: str) -> dict[str, int]:
-    return emulator.stats()["queues"][queue]
+    return make_queue(account, name or f"Alicom-Queue-{uuid.uuid4().int % 10**16:016d}-Other")
 
 
 @pytest.fixture
 def own_queue(owner_account: Account, queue_name: str) -> Queue:
-    queue = owner_account.get_queue(queue_name)
-    queue.create(QueueMeta())
-    return queue
+    return make_queue(owner_account, queue_name)
 
 
 @pytest.fixture
@@ -244,7 +121,7 @@ def test_raw_signed_request_is_accepted(mns_emulator, own_queue) -> None:
 
     assert resp.status == 200, resp.body
     assert "x-mns-request-id" in resp.header_names()
-    assert _local(ET.fromstring(resp.body).tag) == "Queue"
+    assert xml_children(resp.body)[0] == "Queue"
 
 
 def test_raw_signed_send_with_sdk_content_md5_is_accepted(mns_emulator, own_queue) -> None:
@@ -304,12 +181,12 @@ def test_clock_skew_check_can_be_disabled(queue_name) -> None:
 
 
 def test_raw_wrong_content_md5_is_invalid_digest(mns_emulator, own_queue) -> None:
-    wrong = _sdk_content_md5(b"some other body")
+    wrong = sdk_content_md5(b"some other body")
 
     resp = raw_request(mns_emulator, "POST", f"/queues/{own_queue.queue_name}/messages", SEND_BODY, content_md5=wrong)
 
     assert_mns_error(resp, 400, "InvalidDegist")
-    assert depth(mns_emulator, own_queue.queue_name)["active"] == 0
+    assert queue_stats(mns_emulator, own_queue.queue_name)["active"] == 0
 
 
 def test_raw_standard_rfc1864_content_md5_is_invalid_digest(mns_emulator, own_queue) -> None:
@@ -333,7 +210,7 @@ def test_raw_tampered_target_is_signature_does_not_match(mns_emulator, own_queue
     """The signature covers the request target (§3.1)."""
     target = f"/queues/{own_queue.queue_name}"
     date = formatdate(usegmt=True)
-    sig = _sign(OWNER_SECRET, "GET", {"date": date, "x-mns-version": "2015-06-06"}, target + "-other")
+    sig = mns_signature(OWNER_SECRET, "GET", {"date": date, "x-mns-version": "2015-06-06"}, target + "-other")
 
     resp = raw_request(mns_emulator, "GET", target, date=date, authorization=f"MNS {OWNER_ID}:{sig}")
 
@@ -415,7 +292,7 @@ def test_sts_receives_and_deletes_a_message_sent_by_the_owner(mns_emulator, own_
     assert msg.message_body == b"from owner"
     queue.delete_message(msg.receipt_handle)
 
-    assert depth(mns_emulator, own_queue.queue_name) == {"active": 0, "inactive": 0, "delayed": 0}
+    assert queue_stats(mns_emulator, own_queue.queue_name) == {"active": 0, "inactive": 0, "delayed": 0}
 
 
 def test_sts_batch_receives_and_batch_deletes_messages_sent_by_the_publisher(
@@ -429,7 +306,7 @@ def test_sts_batch_receives_and_batch_deletes_messages_sent_by_the_publisher(
     assert sorted(m.message_body for m in messages) == [b"receipt-0", b"receipt-1", b"receipt-2"]
     queue.batch_delete_message([m.receipt_handle for m in messages])
 
-    assert depth(mns_emulator, own_queue.queue_name) == {"active": 0, "inactive": 0, "delayed": 0}
+    assert queue_stats(mns_emulator, own_queue.queue_name) == {"active": 0, "inactive": 0, "delayed": 0}
 
 
 def test_sts_changes_message_visibility(mns_emulator, own_queue, sts_account, publisher_account) -> None:
@@ -457,7 +334,7 @@ def test_sts_on_another_existing_queue_is_access_denied(mns_emulator, owner_acco
     assert sdk_error(lambda: foreign.delete_message(handle)).type == "AccessDenied"
     assert sdk_error(lambda: foreign.batch_delete_message([handle])).type == "AccessDenied"
     assert sdk_error(lambda: foreign.change_message_visibility(handle, 0)).type == "AccessDenied"
-    assert depth(mns_emulator, other.queue_name)["inactive"] == 1
+    assert queue_stats(mns_emulator, other.queue_name)["inactive"] == 1
 
 
 STS_FORBIDDEN: dict[str, Callable[[Queue], object]] = {
@@ -481,7 +358,7 @@ def test_sts_is_denied_operations_outside_its_policy(mns_emulator, own_queue, st
     assert err.type == "AccessDenied"
     # nothing happened: the queue, its attributes and its one message are untouched
     assert own_queue.get_attributes().visibility_timeout == 30
-    assert depth(mns_emulator, own_queue.queue_name) == {"active": 1, "inactive": 0, "delayed": 0}
+    assert queue_stats(mns_emulator, own_queue.queue_name) == {"active": 1, "inactive": 0, "delayed": 0}
 
 
 def test_sts_cannot_create_a_new_queue(mns_emulator, owner_account, sts_account) -> None:
@@ -644,7 +521,7 @@ def test_publisher_is_denied_everything_but_sending(mns_emulator, own_queue, pub
 
     assert err.type == "AccessDenied"
     assert own_queue.get_attributes().visibility_timeout == 30
-    assert depth(mns_emulator, own_queue.queue_name) == {"active": 1, "inactive": 1, "delayed": 0}
+    assert queue_stats(mns_emulator, own_queue.queue_name) == {"active": 1, "inactive": 1, "delayed": 0}
     own_queue.delete_message(handle)  # the owner's handle is still the valid one
 
 
@@ -676,6 +553,6 @@ def test_owner_can_use_every_operation(mns_emulator, owner_account, queue_name) 
     batch = queue.batch_receive_message(16)
     assert len(batch) == 4
     queue.batch_delete_message([m.receipt_handle for m in batch])
-    assert depth(mns_emulator, queue_name) == {"active": 0, "inactive": 0, "delayed": 0}
+    assert queue_stats(mns_emulator, queue_name) == {"active": 0, "inactive": 0, "delayed": 0}
     queue.delete()
     assert sdk_error(queue.get_attributes).type == "QueueNotExist"

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from conftest import OWNER_ID, OWNER_SECRET, PUBLISHER_ID, PUBLISHER_SECRET
 from mns.account import Account
 from mns.mns_exception import MNSServerException
 from mns.queue import Message, QueueMeta
+from mns_support import sdk_error
 
 from local.mns import MnsEmulator
 
@@ -30,12 +31,6 @@ from local.mns import MnsEmulator
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated function:DeprecationWarning")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def sdk_error(call: Callable[[], object]) -> MNSServerException:
-    with pytest.raises(MNSServerException) as info:
-        call()
-    return info.value
 
 
 def unique(suffix: str) -> str:

@@ -6,25 +6,15 @@ BadStatusLine, wraps socket errors as NetWorkException), §5.1, §6.6 (no retrie
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import http.client
-import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
-import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from email.utils import formatdate
 
 import pytest
 from conftest import OWNER_ID, OWNER_SECRET, PUBLISHER_ID, PUBLISHER_SECRET
 from mns.account import Account
 from mns.mns_exception import MNSClientNetworkException, MNSServerException
 from mns.queue import Message, Queue, QueueMeta
+from mns_support import admin, make_queue, raw_request, sdk_error, xml_children
 
 from local.mns import MnsEmulator
 
@@ -32,25 +22,6 @@ from local.mns import MnsEmulator
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated function:DeprecationWarning")
 
 RATE_KINDS = ("internal_error", "throttle", "drop_connection", "token_expired")
-
-
-def admin(emulator: MnsEmulator, method: str, path: str, body: object = None) -> tuple[int, object]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        emulator.admin_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        status, raw = err.code, err.read()
-    return status, (json.loads(raw) if raw.strip() else None)
-
-
-def sdk_error(call: Callable[[], object]) -> MNSServerException:
-    with pytest.raises(MNSServerException) as info:
-        call()
-    return info.value
 
 
 def op_stats(emulator: MnsEmulator, operation: str) -> dict:
@@ -75,31 +46,9 @@ def nonzero_faults(config: dict) -> dict[str, float]:
     return found
 
 
-def raw_get(emulator: MnsEmulator, target: str, key_id: str, secret: str, token: str | None = None):
-    """A signed bodyless GET built by hand (mns-wire.md §2.3, §3.1): (status, header names, <Error> fields)."""
-    headers = {"x-mns-version": "2015-06-06", "date": formatdate(usegmt=True)}
-    sts = f"GET\n\n\n{headers['date']}\nx-mns-version:2015-06-06\n{target}"
-    sig = base64.b64encode(hmac.new(secret.encode(), sts.encode(), hashlib.sha1).digest()).decode()
-    headers["Authorization"] = f"MNS {key_id}:{sig}"
-    if token is not None:
-        headers["security-token"] = token
-    parsed = urllib.parse.urlsplit(emulator.endpoint)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=15)
-    try:
-        conn.request("GET", target, headers=headers)
-        resp = conn.getresponse()
-        status, names, body = resp.status, [k for k, _ in resp.getheaders()], resp.read()
-    finally:
-        conn.close()
-    fields = {child.tag.rsplit("}", 1)[-1]: child.text for child in ET.fromstring(body)} if body else {}
-    return status, names, fields
-
-
 @pytest.fixture
 def queue(owner_account: Account, queue_name: str) -> Queue:
-    q = owner_account.get_queue(queue_name)
-    q.create(QueueMeta())
-    return q
+    return make_queue(owner_account, queue_name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -213,10 +162,11 @@ def test_injected_errors_are_well_formed_mns_errors_on_the_wire(mns_emulator, qu
     """Fault answers carry the real status, a lowercase x-mns-request-id and a full <Error> (§1 items 1, 3)."""
     mns_emulator.set_faults({"operations": {"GetQueueAttributes": {kind: 1.0}}})
 
-    got_status, names, fields = raw_get(mns_emulator, f"/queues/{queue.queue_name}", OWNER_ID, OWNER_SECRET)
+    resp = raw_request(mns_emulator, "GET", f"/queues/{queue.queue_name}")
 
-    assert got_status == status
-    assert "x-mns-request-id" in names
+    assert resp.status == status
+    assert "x-mns-request-id" in resp.header_names()
+    _, fields = xml_children(resp.body)
     assert fields.get("Code") == code
     assert all(fields.get(name) for name in ("Message", "RequestId", "HostId")), fields
 
@@ -225,16 +175,18 @@ def test_injected_token_expiry_is_403_on_the_wire(mns_emulator, queue) -> None:
     cred = mns_emulator.issue_sts(queue.queue_name)
     mns_emulator.set_faults({"operations": {"ReceiveMessage": {"token_expired": 1.0}}})
 
-    status, names, fields = raw_get(
+    resp = raw_request(
         mns_emulator,
+        "GET",
         f"/queues/{queue.queue_name}/messages",
-        cred.access_key_id,
-        cred.access_key_secret,
-        cred.security_token,
+        key_id=cred.access_key_id,
+        secret=cred.access_key_secret,
+        security_token=cred.security_token,
     )
 
-    assert status == 403
-    assert "x-mns-request-id" in names
+    assert resp.status == 403
+    assert "x-mns-request-id" in resp.header_names()
+    _, fields = xml_children(resp.body)
     assert fields.get("Code") == "SecurityTokenExpired"
     assert all(fields.get(name) for name in ("Message", "RequestId", "HostId")), fields
 

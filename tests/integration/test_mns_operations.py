@@ -5,39 +5,31 @@ The assertions are what an application written for real MNS would notice: return
 (shared/reference/mns-wire.md); the emulator's choices on its open questions come from the emulator
 contract (notes/mns-emulator-contract.md). The emulator's admin API is used only to set up or inspect.
 
-A few tests send hand-signed requests with http.client (signed with `local.mns.signing`) to check what the
-SDK hides: header spelling, the raw error body, case-insensitive query parameter names.
+A few tests send hand-signed requests with http.client (`mns_support.raw_request`, signed with the owner's
+credentials) to check what the SDK hides: header spelling, the raw error body, case-insensitive query
+parameter names.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import time
 import warnings
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
-from email.utils import formatdate
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import pytest
-from conftest import OWNER_ID, OWNER_SECRET
 from mns.message_property import MessagePropertyValue, MessageSystemPropertyValue, SystemPropertyName
 from mns.mns_exception import MNSServerException
 from mns.queue import Message, QueueMeta
-
-from local.mns import signing
+from mns_support import make_queue, now_ms, queue_stats, raw_request, server_error, xml_children
 
 XMLNS = "http://mns.aliyuncs.com/doc/v1/"
 SLACK_MS = 250  # client and emulator share a clock; this only absorbs request latency and rounding
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def md5_upper(text: str) -> str:
@@ -48,21 +40,6 @@ def md5_upper(text: str) -> str:
 def b64(text: str) -> str:
     """What the SDK puts in <MessageBody> in its default base64 mode."""
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-def server_error(code: str, call, *args, **kwargs) -> MNSServerException:
-    """Run an SDK call that must fail with MNSServerException of type `code`; return the exception."""
-    with pytest.raises(MNSServerException) as info:
-        call(*args, **kwargs)
-    assert info.value.type == code, f"expected {code}, got {info.value.type}: {info.value.message}"
-    return info.value
-
-
-def make_queue(account, name: str, **meta):
-    """Create a queue with the given QueueMeta keyword arguments and return its SDK handle."""
-    queue = account.get_queue(name)
-    queue.create(QueueMeta(**meta))
-    return queue
 
 
 def attributes(queue) -> dict:
@@ -108,45 +85,6 @@ def queue_xml(meta: QueueMeta) -> bytes:
     return f'<?xml version="1.0" encoding="utf-8"?><Queue xmlns="{XMLNS}">{children}</Queue>'.encode()
 
 
-def queue_stats(emulator, name: str) -> dict:
-    return emulator.stats()["queues"][name]
-
-
-@dataclass
-class RawResponse:
-    status: int
-    headers: list[tuple[str, str]]  # names exactly as the server spelled them
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
-
-
-def signed_request(emulator, method: str, target: str, body: bytes = b"") -> RawResponse:
-    """Send one request signed by hand (mns-wire §3.1) with the owner's credentials."""
-    headers = {"x-mns-version": "2015-06-06", "date": formatdate(usegmt=True)}
-    if body:
-        headers["content-type"] = "text/xml;charset=UTF-8"
-        headers["content-md5"] = base64.b64encode(hashlib.md5(body).hexdigest().encode()).decode()
-    to_sign = signing.string_to_sign(method, headers, target)
-    headers["Authorization"] = f"MNS {OWNER_ID}:{signing.signature(OWNER_SECRET, to_sign)}"
-    endpoint = urlsplit(emulator.endpoint)
-    connection = http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=15)
-    try:
-        connection.request(method, target, body=body, headers=headers)
-        response = connection.getresponse()
-        return RawResponse(response.status, response.getheaders(), response.read())
-    finally:
-        connection.close()
-
-
-def xml_children(body: bytes) -> tuple[str, dict[str, str]]:
-    """Root tag and {child tag: text} of an XML body, namespace stripped."""
-    root = ET.fromstring(body)
-    local = lambda tag: tag.rsplit("}", 1)[-1]  # noqa: E731
-    return local(root.tag), {local(child.tag): (child.text or "") for child in root}
-
-
 @pytest.fixture
 def queue(owner_account, queue_name):
     """A queue with default attributes."""
@@ -173,7 +111,7 @@ def test_create_queue_identical_again_answers_204_with_location(mns_emulator, ow
 
     first = queue.create(meta)
     second = queue.create(meta)
-    third = signed_request(mns_emulator, "PUT", f"/queues/{queue_name}", queue_xml(meta))
+    third = raw_request(mns_emulator, "PUT", f"/queues/{queue_name}", queue_xml(meta))
 
     assert second == first
     assert third.status == 204, third.body
@@ -711,7 +649,7 @@ def test_change_message_visibility_out_of_range_is_invalid_argument(emulator_que
     """§4.14: 0..43200 (the SDK checks this client-side, so the request is sent by hand)."""
     emulator, queue, handle = emulator_queue_with_message
 
-    response = signed_request(
+    response = raw_request(
         emulator, "PUT", f"/queues/{queue.queue_name}/messages?ReceiptHandle={handle}&VisibilityTimeout=43201"
     )
 
@@ -918,7 +856,7 @@ def test_percent_encoded_receipt_handle_is_accepted(emulator_queue_with_message)
     encoded = quote(padded_handle(queue, handle), safe="")
     assert "%3D" in encoded
 
-    response = signed_request(emulator, "DELETE", f"/queues/{queue.queue_name}/messages?ReceiptHandle={encoded}")
+    response = raw_request(emulator, "DELETE", f"/queues/{queue.queue_name}/messages?ReceiptHandle={encoded}")
 
     assert response.status == 204, response.body
     server_error("MessageNotExist", queue.peek_message)
@@ -930,7 +868,7 @@ def test_set_queue_attributes_query_name_is_case_insensitive(mns_emulator, queue
     (not a conflicting CreateQueue)."""
     body = queue_xml(QueueMeta(vis_timeout=45))
 
-    response = signed_request(mns_emulator, "PUT", f"/queues/{queue.queue_name}?{parameter}=true", body)
+    response = raw_request(mns_emulator, "PUT", f"/queues/{queue.queue_name}?{parameter}=true", body)
 
     assert response.status == 204, response.body
     assert attributes(queue)["VisibilityTimeout"] == 45
@@ -940,7 +878,7 @@ def test_delete_message_query_name_is_case_insensitive(emulator_queue_with_messa
     """§4.14: the docs spell it receiptHandle; match parameter names case-insensitively."""
     emulator, queue, handle = emulator_queue_with_message
 
-    response = signed_request(emulator, "DELETE", f"/queues/{queue.queue_name}/messages?receiptHandle={handle}")
+    response = raw_request(emulator, "DELETE", f"/queues/{queue.queue_name}/messages?receiptHandle={handle}")
 
     assert response.status == 204, response.body
     server_error("MessageNotExist", queue.peek_message)
@@ -951,7 +889,7 @@ def test_change_visibility_query_names_are_case_insensitive(emulator_queue_with_
     """§4.14: receiptHandle / visibilityTimeout as the docs write them; answer root is ChangeVisibility."""
     emulator, queue, handle = emulator_queue_with_message
 
-    response = signed_request(
+    response = raw_request(
         emulator, "PUT", f"/queues/{queue.queue_name}/messages?receiptHandle={handle}&visibilityTimeout=0"
     )
 
@@ -967,7 +905,7 @@ def test_batch_peek_parameters_in_any_order(mns_emulator, queue):
     """§4.11: the Go SDK puts numOfMessages first; parameters are parsed independently of order."""
     queue.batch_send_message([Message("a"), Message("b"), Message("c")])
 
-    response = signed_request(mns_emulator, "GET", f"/queues/{queue.queue_name}/messages?numOfMessages=2&peekonly=true")
+    response = raw_request(mns_emulator, "GET", f"/queues/{queue.queue_name}/messages?numOfMessages=2&peekonly=true")
 
     assert response.status == 200, response.body
     root = ET.fromstring(response.body)
@@ -977,9 +915,9 @@ def test_batch_peek_parameters_in_any_order(mns_emulator, queue):
 
 def test_request_id_header_is_lowercase_on_success_and_error(mns_emulator, queue):
     """§1 item 1: the header must be spelled exactly `x-mns-request-id`, on every response."""
-    ok = signed_request(mns_emulator, "GET", f"/queues/{queue.queue_name}")
-    missing = signed_request(mns_emulator, "GET", f"/queues/{queue.queue_name}-missing")
-    empty = signed_request(mns_emulator, "GET", f"/queues/{queue.queue_name}/messages?waitseconds=0")
+    ok = raw_request(mns_emulator, "GET", f"/queues/{queue.queue_name}")
+    missing = raw_request(mns_emulator, "GET", f"/queues/{queue.queue_name}-missing")
+    empty = raw_request(mns_emulator, "GET", f"/queues/{queue.queue_name}/messages?waitseconds=0")
 
     assert (ok.status, missing.status, empty.status) == (200, 404, 404)
     ids = []
@@ -1018,7 +956,7 @@ def test_error_carries_code_message_request_id_and_host_id(owner_account, queue_
 
 def test_raw_error_body_is_a_complete_error_document(mns_emulator, queue_name):
     """§4.15: <Error> with Code, Message, RequestId, HostId, all non-empty, as XML."""
-    response = signed_request(mns_emulator, "GET", f"/queues/{queue_name}")
+    response = raw_request(mns_emulator, "GET", f"/queues/{queue_name}")
 
     assert response.status == 404
     assert (response.header("content-type") or "").startswith("text/xml")

@@ -18,26 +18,9 @@ from conftest import OWNER_ID, OWNER_SECRET
 from mns.account import Account
 from mns.mns_exception import MNSServerException
 from mns.queue import Message, QueueMeta
+from mns_support import make_queue, now_ms, queue_stats, server_error
 
 SLACK_MS = 250  # client and emulator share a clock; this only absorbs request latency and rounding
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def server_error(code: str, call, *args, **kwargs) -> MNSServerException:
-    """Run an SDK call that must fail with MNSServerException of type `code`; return the exception."""
-    with pytest.raises(MNSServerException) as info:
-        call(*args, **kwargs)
-    assert info.value.type == code, f"expected {code}, got {info.value.type}: {info.value.message}"
-    return info.value
-
-
-def make_queue(account, name: str, **meta):
-    queue = account.get_queue(name)
-    queue.create(QueueMeta(**meta))
-    return queue
 
 
 def own_queue(emulator, name: str):
@@ -51,10 +34,6 @@ def counts(queue) -> tuple[int, int, int]:
         warnings.simplefilter("ignore", DeprecationWarning)
         meta = queue.get_attributes()
         return meta.active_messages, meta.inactive_messages, meta.delay_messages
-
-
-def queue_stats(emulator, name: str) -> dict:
-    return emulator.stats()["queues"][name]
 
 
 # ------------------------------------------------------------------------------------------ visibility

@@ -6,12 +6,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from emulator_credentials import OWNER_ID, OWNER_SECRET, PUBLISHER_ID, PUBLISHER_SECRET
 from mns.account import Account
 
 from local.mns import MnsEmulator
-
-OWNER_ID, OWNER_SECRET = "test-owner-id", "test-owner-secret-9f2c"
-PUBLISHER_ID, PUBLISHER_SECRET = "test-alicom-publisher", "test-publisher-secret-41aa"
 
 
 @pytest.fixture

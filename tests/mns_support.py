@@ -23,7 +23,7 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
-from conftest import OWNER_ID, OWNER_SECRET
+from emulator_credentials import OWNER_ID, OWNER_SECRET
 from mns.account import Account
 from mns.mns_exception import MNSServerException
 from mns.queue import Queue, QueueMeta

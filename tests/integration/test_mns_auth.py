@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
 
 import pytest
-from conftest import OWNER_ID, OWNER_SECRET, PUBLISHER_ID, PUBLISHER_SECRET
+from emulator_credentials import OWNER_ID, OWNER_SECRET, PUBLISHER_ID, PUBLISHER_SECRET
 from mns.account import Account
 from mns.queue import Message, Queue, QueueMeta
 from mns_support import (

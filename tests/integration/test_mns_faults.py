@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from conftest import OWNER_ID, OWNER_SECRET, PUBLISHER_ID, PUBLISHER_SECRET
+from emulator_credentials import OWNER_ID, OWNER_SECRET, PUBLISHER_ID, PUBLISHER_SECRET
 from mns.account import Account
 from mns.mns_exception import MNSClientNetworkException, MNSServerException
 from mns.queue import Message, Queue, QueueMeta

@@ -14,7 +14,7 @@ import warnings
 from collections import Counter
 
 import pytest
-from conftest import OWNER_ID, OWNER_SECRET
+from emulator_credentials import OWNER_ID, OWNER_SECRET
 from mns.account import Account
 from mns.mns_exception import MNSServerException
 from mns.queue import Message, QueueMeta

@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCAL_DIR ?= .local
 
-.PHONY: venv test lint format bench mns clean
+.PHONY: venv test lint format bench mns local-up local-down invoke clean
 
 venv: $(STAMP)
 
@@ -31,6 +32,22 @@ bench: $(STAMP)
 # Run the MNS emulator in the foreground: make mns ARGS='--port 9100 --data-dir .local/mns'
 mns: $(STAMP)
 	$(PY) -m local mns $(ARGS)
+
+# The whole local Alibaba side in the background; variables in $(LOCAL_DIR)/stack.env.
+local-up: $(STAMP)
+	$(PY) -m local up --state-dir $(LOCAL_DIR)
+
+local-down: $(STAMP)
+	$(PY) -m local down --state-dir $(LOCAL_DIR)
+
+# Run one handler locally with an FC-shaped context, against the local stack when it is up and the
+# environment does not already point elsewhere (ALICOM_MNS_ENDPOINT set):
+#   make invoke FN=drainer EVENT=events/timer.json
+invoke: $(STAMP)
+	@test -n "$(FN)" || { echo "usage: make invoke FN=<function> EVENT=<event file>" >&2; exit 2; }
+	@set -a; if [ -z "$$ALICOM_MNS_ENDPOINT" ] && [ -f "$(abspath $(LOCAL_DIR))/stack.env" ]; then \
+	  . "$(abspath $(LOCAL_DIR))/stack.env"; fi; set +a; \
+	$(PY) -m local invoke --function $(FN) $(if $(EVENT),--event $(EVENT)) $(INVOKE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

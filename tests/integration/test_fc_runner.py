@@ -127,3 +127,36 @@ def test_unknown_function_in_template():
     assert result.stderr.decode().strip() == (
         f"invoke: function 'nope' is not in {FIXTURES / 'template.yml'} (functions there: echo, minimal)"
     )
+
+
+def test_make_invoke_runs_a_test_handler(tmp_path):
+    event = tmp_path / "event.json"
+    event.write_bytes(b'{"hello": "make"}')
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("ALIBABA_CLOUD_", "FC_", "ALICOM_"))}
+    environment["LOCAL_DIR"] = str(tmp_path / "no-stack")
+    result = subprocess.run(
+        [
+            "make",
+            "-s",
+            "invoke",
+            "FN=context_info",
+            f"EVENT={event}",
+            "INVOKE_ARGS=--handler handlers.context_info --code-uri tests/fixtures/fc",
+        ],
+        capture_output=True,
+        cwd=ROOT,
+        env=environment,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["event_type"] == "bytes"
+    assert json.loads(answer["event"]) == {"hello": "make"}
+    assert answer["function"]["handler"] == "handlers.context_info"
+    assert answer["request_id"]
+
+
+def test_make_invoke_without_a_function_explains_usage():
+    result = subprocess.run(["make", "-s", "invoke"], capture_output=True, cwd=ROOT, timeout=60, text=True)
+    assert result.returncode != 0
+    assert "usage: make invoke FN=<function> EVENT=<event file>" in result.stderr

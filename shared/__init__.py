@@ -1,0 +1,1 @@
+"""flow-receipts: the code the FC functions share (domain, ledger, clients)."""

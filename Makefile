@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCAL_DIR ?= .local
 
-.PHONY: venv test lint format bench mns local-up local-down invoke clean
+DEMO_DIR := .local/demo
+
+.PHONY: venv test lint format bench mns local-up local-down invoke migrate demo clean
 
 venv: $(STAMP)
 
@@ -28,6 +30,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench.mns_throughput
+	$(PY) -m bench.ledger_apply
 
 # Run the MNS emulator in the foreground: make mns ARGS='--port 9100 --data-dir .local/mns'
 mns: $(STAMP)
@@ -48,6 +51,18 @@ invoke: $(STAMP)
 	@set -a; if [ -z "$$ALICOM_MNS_ENDPOINT" ] && [ -f "$(abspath $(LOCAL_DIR))/stack.env" ]; then \
 	  . "$(abspath $(LOCAL_DIR))/stack.env"; fi; set +a; \
 	$(PY) -m local invoke --function $(FN) $(if $(EVENT),--event $(EVENT)) $(INVOKE_ARGS)
+
+# Create or upgrade the ledger schema at LEDGER_URL (default: a SQLite file).
+migrate: $(STAMP)
+	$(PY) -m shared.ledger migrate
+
+# The main job end to end on a fresh local stack (its own state dir), then a reconciliation summary.
+demo: $(STAMP)
+	@$(PY) -m local down --state-dir $(DEMO_DIR) >/dev/null
+	@rm -rf $(DEMO_DIR)
+	@$(PY) -m local up --state-dir $(DEMO_DIR)
+	@$(PY) -m local.demo --state-dir $(DEMO_DIR) $(DEMO_ARGS); status=$$?; \
+	$(PY) -m local down --state-dir $(DEMO_DIR) >/dev/null; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

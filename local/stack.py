@@ -108,6 +108,7 @@ class Stack:
         return {
             "ALICOM_MNS_ENDPOINT": self.alicom_mns.endpoint,
             "ALICOM_API_ENDPOINT": self.alicom.endpoint,
+            "FLOW_API_ENDPOINT": self.alicom.endpoint,
             "FC_ENDPOINT": self.fc.endpoint,
             "MNS_ENDPOINT": self.customer_mns.endpoint,
             "ALIBABA_CLOUD_ACCESS_KEY_ID": self.access_key_id,

@@ -1,0 +1,22 @@
+"""One receipt per asynchronous invocation: validate -> apply to the ledger (+ outbox) in one transaction.
+Transient errors raise so FC retries; poison is dead-lettered, not raised."""
+
+from __future__ import annotations
+
+import json
+
+from shared.fc import fc_context
+from shared.logs import bind_invocation
+from shared.pipeline import process_event
+from shared.runtime import runtime
+
+
+def initialize(context) -> None:
+    runtime.warm_up()
+
+
+def handler(event, context) -> str:
+    invocation = fc_context(context)
+    bind_invocation(invocation)
+    outcome = process_event(runtime.ledger, event, fallback_id=f"invalid-event-{invocation.request_id}")
+    return json.dumps(outcome.as_dict())

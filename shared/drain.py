@@ -1,0 +1,197 @@
+"""The drain loop: N pollers, each with its own MNS client, receive batches until the queue is empty or the
+deadline nears; every message is dispatched on its own; only what was applied, dead-lettered or accepted by
+FC is deleted; a message that keeps failing is dead-lettered once its DequeueCount reaches the limit."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from shared.batch import process_batch
+from shared.errors import ConfigError, PoisonMessage, TransientError
+from shared.ledger import Ledger
+from shared.logs import carry_context, logger, message_context
+from shared.models import Envelope
+from shared.pipeline import DEAD_LETTERED, dead_letter, validate
+from shared.queue import AccessDenied, AlicomQueue, Received
+
+Dispatch = Callable[[Envelope], tuple[str, ...]]
+BATCH_SIZE = 16
+MAX_BACKOFF_SECONDS = 5.0
+
+
+@dataclass
+class DrainSummary:
+    counts: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    stopped_by: set[str] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        names = ("received", "applied", "duplicate", "conflict", "orphan", "accepted", DEAD_LETTERED)
+        summary = {
+            "received": self.counts["received"],
+            "applied": self.counts["applied"],
+            "duplicates": self.counts["duplicate"],
+            "conflicts": self.counts["conflict"],
+            "orphans": self.counts["orphan"],
+            "accepted": self.counts["accepted"],
+            "dead_lettered": self.counts[DEAD_LETTERED],
+            "deleted": self.counts["deleted"],
+            "delete_failed": self.counts["delete_failed"],
+            "left_for_retry": self.counts["left_for_retry"],
+            "seconds": round(self.seconds, 3),
+            "stopped_by": sorted(self.stopped_by),
+        }
+        summary.update({k: v for k, v in self.counts.items() if k not in names and k not in summary})
+        if self.errors:
+            summary["errors"] = self.errors[:5]
+        return summary
+
+
+class Drainer:
+    def __init__(
+        self,
+        *,
+        queue_factory: Callable[[], AlicomQueue],
+        dispatch: Dispatch,
+        ledger: Ledger,
+        max_dequeue_count: int,
+        pollers: int = 2,
+        long_poll_seconds: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._queue_factory = queue_factory
+        self._dispatch = dispatch
+        self._ledger = ledger
+        self._max_dequeue_count = max_dequeue_count
+        self._pollers = pollers
+        self._long_poll_seconds = long_poll_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._summary = DrainSummary()
+
+    def run(self, deadline: float) -> DrainSummary:
+        """Drains until the queue is empty, `deadline` (a clock() value) passes, or access is denied."""
+        started = self._clock()
+        self._stop.clear()
+        self._summary = DrainSummary()
+        threads = [
+            threading.Thread(target=carry_context(self._poll), args=(deadline,), name=f"poller-{n}", daemon=True)
+            for n in range(self._pollers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(0.0, deadline - self._clock()) + 30)
+        self._summary.seconds = self._clock() - started
+        logger.info("drain finished", extra=self._summary.as_dict())
+        return self._summary
+
+    # ---- one poller -----------------------------------------------------------------------------------
+
+    def _count(self, *names: str, by: int = 1) -> None:
+        with self._lock:
+            for name in names:
+                self._summary.counts[name] += by
+
+    def _stopping(self, reason: str, error: str = "") -> None:
+        with self._lock:
+            self._summary.stopped_by.add(reason)
+            if error and error not in self._summary.errors:
+                self._summary.errors.append(error)
+
+    def _pause(self, seconds: float, deadline: float) -> None:
+        self._stop.wait(max(0.0, min(seconds, deadline - self._clock())))
+
+    def _poll(self, deadline: float) -> None:
+        try:
+            queue = self._queue_factory()
+        except Exception as error:  # e.g. the token API is down: nothing was received, nothing is lost
+            logger.error("cannot reach the queue", extra={"error": str(error)})
+            self._stopping("queue_unavailable", str(error))
+            return
+        backoff = 0.2
+        while not self._stop.is_set():
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                self._stopping("deadline")
+                return
+            wait = max(0, min(self._long_poll_seconds, int(remaining) - 1))
+            try:
+                batch = queue.receive(BATCH_SIZE, wait)
+            except ConfigError as denied:  # AccessDenied, a missing queue, a bad endpoint: no retry can help
+                logger.error(str(denied))
+                self._stopping("access_denied" if isinstance(denied, AccessDenied) else "config_error", str(denied))
+                self._stop.set()
+                return
+            except TransientError as error:
+                self._count("receive_errors")
+                logger.warning("receive failed; backing off", extra={"error": str(error), "backoff_s": backoff})
+                self._pause(backoff, deadline)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            backoff = 0.2
+            if not batch:
+                self._stopping("empty")
+                return
+            if not self._handle_batch(queue, batch):
+                self._stopping("ledger_unavailable", "every message of a batch failed; see the log for the cause")
+                return
+
+    def _handle_batch(self, queue: AlicomQueue, batch: list[Received]) -> bool:
+        """Returns False when nothing in the batch could be handled (e.g. the ledger is down)."""
+        self._count("received", by=len(batch))
+        processed = process_batch(batch, self._handle)
+        for _record, outcomes in processed.results:
+            self._count(*outcomes)
+        for record, error in processed.failures:
+            logger.warning(
+                "message left for retry",
+                extra={
+                    "message_id": record.envelope.message_id,
+                    "dequeue_count": record.envelope.dequeue_count,
+                    "error": str(error),
+                },
+            )
+        self._count("left_for_retry", by=len(processed.failures))
+        self._delete(queue, [record.receipt_handle for record, _ in processed.results])
+        return bool(processed.results) or not batch
+
+    def _delete(self, queue: AlicomQueue, handles: list[str]) -> None:
+        """Deletes what was handled; a failure only means a redelivery, recognised as a duplicate."""
+        if not handles:
+            return
+        result = queue.delete(handles)
+        deleted, failed = list(result.deleted), dict(result.failed)
+        if result.retryable:
+            again = queue.delete(list(result.retryable))
+            deleted += again.deleted
+            failed = {h: code for h, code in failed.items() if h not in again.deleted}
+        if failed:
+            logger.warning(
+                "delete failed; messages will be redelivered", extra={"failed": sorted(set(failed.values()))}
+            )
+        self._count("deleted", by=len(deleted))
+        self._count("delete_failed", by=len(failed))
+
+    def _handle(self, received: Received) -> tuple[str, ...]:
+        envelope = received.envelope
+        with message_context(envelope.message_id):
+            try:
+                validate(envelope)
+            except PoisonMessage as poison:
+                dead_letter(self._ledger, envelope, poison.reason)
+                return (DEAD_LETTERED,)
+            try:
+                return self._dispatch(envelope)
+            except Exception as error:
+                if envelope.dequeue_count < self._max_dequeue_count:
+                    raise
+                reason = f"gave up after {envelope.dequeue_count} deliveries; last error: {error}"
+                dead_letter(self._ledger, envelope, reason)
+                return (DEAD_LETTERED,)

@@ -1,0 +1,100 @@
+"""One receipt message: validate -> apply to the ledger (or dead-letter it) -> outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.errors import PoisonMessage
+from shared.ledger import Ledger, ReportToApply
+from shared.logs import logger, mask_phone, message_context
+from shared.models import Envelope, FlowReport, reports_from
+from shared.orders import Outcome
+
+DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True)
+class MessageOutcome:
+    message_id: str
+    outcomes: tuple[str, ...] = ()  # one per report in the body (Outcome values), or ("dead_lettered",)
+    reason: str = ""
+    out_ids: tuple[str, ...] = field(default=())
+
+    @property
+    def dead_lettered(self) -> bool:
+        return self.outcomes == (DEAD_LETTERED,)
+
+    def as_dict(self) -> dict:
+        return {"message_id": self.message_id, "outcomes": list(self.outcomes), "reason": self.reason}
+
+
+def report_message_id(envelope: Envelope, index: int, count: int) -> str:
+    """Receipts are unique by message id; a body carrying several reports gives each its own id."""
+    return envelope.message_id if count == 1 else f"{envelope.message_id}#{index}"
+
+
+def _to_apply(envelope: Envelope, report: FlowReport, message_id: str) -> ReportToApply:
+    return ReportToApply(
+        message_id=message_id,
+        message_type=envelope.message_type,
+        out_id=report.out_id,
+        phone=report.phone,
+        result=report.result,
+        err_code=report.err_code or None,
+        err_msg=report.err_msg or None,
+        raw_body=report.model_dump_json(),
+        dequeue_count=envelope.dequeue_count,
+    )
+
+
+def dead_letter(ledger: Ledger, envelope: Envelope, reason: str) -> MessageOutcome:
+    """Keeps the body exactly as it came off the queue, with the reason and the dequeue count."""
+    ledger.record_dead_letter(envelope.message_id, envelope.message_type, envelope.body, reason, envelope.dequeue_count)
+    logger.warning(
+        "message dead-lettered",
+        extra={"message_id": envelope.message_id, "reason": reason, "dequeue_count": envelope.dequeue_count},
+    )
+    return MessageOutcome(envelope.message_id, (DEAD_LETTERED,), reason)
+
+
+def validate(envelope: Envelope) -> list[ReportToApply]:
+    """The ledger writes this message would make; PoisonMessage when it can never be a report."""
+    reports = reports_from(envelope)
+    return [_to_apply(envelope, r, report_message_id(envelope, i, len(reports))) for i, r in enumerate(reports)]
+
+
+def apply_message(ledger: Ledger, envelope: Envelope) -> MessageOutcome:
+    """Applies every report of the message; TransientError propagates so the message is retried."""
+    try:
+        writes = validate(envelope)
+    except PoisonMessage as poison:
+        return dead_letter(ledger, envelope, poison.reason)
+    outcomes = []
+    for write in writes:
+        result = ledger.apply_report(write)
+        outcomes.append(result.outcome.value)
+        if result.outcome is not Outcome.APPLIED:
+            logger.info(
+                "receipt not applied",
+                extra={
+                    "message_id": write.message_id,
+                    "out_id": write.out_id,
+                    "phone": mask_phone(write.phone),
+                    "outcome": result.outcome.value,
+                    "status": result.status.value,
+                },
+            )
+    return MessageOutcome(envelope.message_id, tuple(outcomes), out_ids=tuple(w.out_id for w in writes))
+
+
+def process_event(ledger: Ledger, event: bytes | str, fallback_id: str) -> MessageOutcome:
+    """The processor's work: an Envelope as JSON in, its outcome out. An event that is not an envelope at all
+    is dead-lettered under `fallback_id` (raising would only make FC retry what can never succeed)."""
+    try:
+        envelope = Envelope.model_validate_json(event)
+    except ValueError as error:
+        text = event.decode("utf-8", "replace") if isinstance(event, bytes) else event
+        invalid = Envelope(message_id=fallback_id, message_type="unknown", body=text)
+        return dead_letter(ledger, invalid, f"event is not a message envelope: {str(error).splitlines()[0]}")
+    with message_context(envelope.message_id):
+        return apply_message(ledger, envelope)

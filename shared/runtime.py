@@ -1,0 +1,124 @@
+"""What one function instance builds once and reuses across invocations: settings, the ledger, token
+providers and dispatchers. Nothing here runs at import time (cold start); `warm_up` is the initializer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from shared.alicom import TokenProvider, acs_client
+from shared.dispatch import FcAsyncDispatcher
+from shared.drain import Dispatch, Drainer
+from shared.fc import Credentials, FcInvocation
+from shared.ledger import Ledger
+from shared.logs import install_log_safety, logger, register_secret
+from shared.models import Envelope
+from shared.pipeline import apply_message
+from shared.queue import AlicomQueue
+from shared.settings import Settings, load_settings
+
+
+class Runtime:
+    def __init__(self, settings_loader: Callable[[], Settings] = load_settings) -> None:
+        self._load_settings = settings_loader
+        self._lock = threading.Lock()
+        self._settings: Settings | None = None
+        self._ledger: Ledger | None = None
+        self._tokens: dict[str, TokenProvider] = {}
+        self._dispatchers: dict[str, FcAsyncDispatcher] = {}
+
+    @property
+    def settings(self) -> Settings:
+        with self._lock:
+            if self._settings is None:
+                self._settings = self._load_settings()
+                logger.setLevel(self._settings.log_level)
+            return self._settings
+
+    @property
+    def ledger(self) -> Ledger:
+        settings = self.settings
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = Ledger(settings.ledger_url)
+            return self._ledger
+
+    def warm_up(self) -> None:
+        install_log_safety()
+        self.ledger  # noqa: B018 - builds settings and the engine once per instance
+
+    def tokens(self, credentials: Credentials) -> TokenProvider:
+        """One cached token provider per AccessKey (the function role's STS key rotates)."""
+        settings = self.settings
+        register_secret(credentials.access_key_secret, credentials.security_token)
+        with self._lock:
+            provider = self._tokens.get(credentials.access_key_id)
+            if provider is None:
+                client = acs_client(
+                    credentials.access_key_id,
+                    credentials.access_key_secret,
+                    credentials.security_token,
+                    settings.alicom_region,
+                )
+                provider = TokenProvider(
+                    client,
+                    settings.alicom_api_endpoint,
+                    settings.alicom_message_type,
+                    settings.alicom_queue_name,
+                    refresh_margin_seconds=settings.token_refresh_margin_seconds,
+                )
+                self._tokens = {credentials.access_key_id: provider}  # forget keys that rotated away
+            return provider
+
+    def queue_factory(self, credentials: Credentials) -> Callable[[], AlicomQueue]:
+        settings = self.settings
+        tokens = self.tokens(credentials)
+
+        def new_queue() -> AlicomQueue:
+            return AlicomQueue(
+                settings.alicom_mns_endpoint, settings.alicom_queue_name, settings.alicom_message_type, tokens
+            )
+
+        return new_queue
+
+    def dispatch(self, credentials: Credentials) -> Dispatch:
+        settings = self.settings
+        if settings.dispatch_mode == "inline":
+            ledger = self.ledger
+
+            def inline(envelope: Envelope) -> tuple[str, ...]:
+                return apply_message(ledger, envelope).outcomes
+
+            return inline
+        with self._lock:
+            dispatcher = self._dispatchers.get(credentials.access_key_id)
+            if dispatcher is None:
+                dispatcher = FcAsyncDispatcher(
+                    settings.fc_endpoint,
+                    (credentials.access_key_id, credentials.access_key_secret, credentials.security_token or ""),
+                    settings.processor_service,
+                    settings.processor_function,
+                )
+                self._dispatchers = {credentials.access_key_id: dispatcher}
+
+        def asynchronous(envelope: Envelope) -> tuple[str, ...]:
+            return (dispatcher.dispatch(envelope).outcome,)
+
+        return asynchronous
+
+    def drainer(self, credentials: Credentials) -> Drainer:
+        settings = self.settings
+        return Drainer(
+            queue_factory=self.queue_factory(credentials),
+            dispatch=self.dispatch(credentials),
+            ledger=self.ledger,
+            max_dequeue_count=settings.max_dequeue_count,
+            pollers=settings.drain_pollers,
+            long_poll_seconds=settings.drain_long_poll_seconds,
+        )
+
+    def drain_deadline(self, invocation: FcInvocation) -> float:
+        return invocation.deadline - self.settings.drain_deadline_margin_seconds
+
+
+runtime = Runtime()

@@ -56,9 +56,9 @@ def _charge_everything(env: dict[str, str], orders: list[tuple[str, str]]) -> No
 
 
 def _drain_once(spec: FunctionSpec, env: dict[str, str]) -> dict:
+    from functions.drainer.index import handler
     from local.fc.context import Credentials
 
-    from functions.drainer.index import handler
     credentials = Credentials(env["ALIBABA_CLOUD_ACCESS_KEY_ID"], env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"], "")
     context = build_context(spec, credentials, account_id=env["FC_ACCOUNT_ID"], region=env["FC_REGION"])
     event = json.dumps({"triggerTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "payload": "{}"})

@@ -7,7 +7,7 @@ LOCAL_DIR ?= .local
 
 DEMO_DIR := .local/demo
 
-.PHONY: venv test lint format bench mns local-up local-down invoke migrate demo clean
+.PHONY: venv test lint format bench mns local-up local-down invoke migrate demo docs clean
 
 venv: $(STAMP)
 
@@ -53,6 +53,9 @@ invoke: $(STAMP)
 	$(PY) -m local invoke --function $(FN) $(if $(EVENT),--event $(EVENT)) $(INVOKE_ARGS)
 
 # Create or upgrade the ledger schema at LEDGER_URL (default: a SQLite file).
+docs: $(STAMP)
+	$(PY) -m local.docs
+
 migrate: $(STAMP)
 	$(PY) -m shared.ledger migrate
 

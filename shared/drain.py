@@ -139,12 +139,14 @@ class Drainer:
             if not batch:
                 self._stopping("empty")
                 return
-            if not self._handle_batch(queue, batch):
-                self._stopping("ledger_unavailable", "every message of a batch failed; see the log for the cause")
+            failure = self._handle_batch(queue, batch)
+            if failure is not None:  # nothing in the batch could be handled: stop instead of spinning
+                logger.error("drain stopped: every message of a batch failed", extra={"error": failure})
+                self._stopping("batch_failed", failure)
                 return
 
-    def _handle_batch(self, queue: AlicomQueue, batch: list[Received]) -> bool:
-        """Returns False when nothing in the batch could be handled (e.g. the ledger is down)."""
+    def _handle_batch(self, queue: AlicomQueue, batch: list[Received]) -> str | None:
+        """Returns the first error when nothing in the batch could be handled (e.g. the ledger is down)."""
         self._count("received", by=len(batch))
         processed = process_batch(batch, self._handle)
         for _record, outcomes in processed.results:
@@ -160,7 +162,9 @@ class Drainer:
             )
         self._count("left_for_retry", by=len(processed.failures))
         self._delete(queue, [record.receipt_handle for record, _ in processed.results])
-        return bool(processed.results) or not batch
+        if processed.results or not processed.failures:
+            return None
+        return str(processed.failures[0][1])
 
     def _delete(self, queue: AlicomQueue, handles: list[str]) -> None:
         """Deletes what was handled; a failure only means a redelivery, recognised as a duplicate."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from shared.alicom import TokenProvider, acs_client
-from shared.dispatch import FcAsyncDispatcher
 from shared.drain import Dispatch, Drainer
 from shared.fc import Credentials, FcInvocation
 from shared.ledger import Ledger
@@ -16,6 +16,9 @@ from shared.models import Envelope
 from shared.pipeline import apply_message
 from shared.queue import AlicomQueue
 from shared.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from shared.dispatch import FcAsyncDispatcher
 
 
 class Runtime:
@@ -90,6 +93,8 @@ class Runtime:
                 return apply_message(ledger, envelope).outcomes
 
             return inline
+        from shared.dispatch import FcAsyncDispatcher  # fc2 and requests: only async mode pays their import
+
         with self._lock:
             dispatcher = self._dispatchers.get(credentials.access_key_id)
             if dispatcher is None:

@@ -89,6 +89,10 @@ class Stack:
         self.fc.environment.update(self.environment())
 
     def start(self) -> None:
+        from shared.ledger import Ledger
+
+        with Ledger(self.environment()["LEDGER_URL"]) as ledger:  # the ledger stack.env advertises is ready to use
+            ledger.migrate()
         for part in (self.alicom_mns, self.customer_mns, self.alicom, self.fc):
             part.start()
         self.alicom.ensure_queues()

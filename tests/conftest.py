@@ -11,6 +11,8 @@ from mns.account import Account
 
 from local.mns import MnsEmulator
 
+pytest_plugins = ["log_scan"]  # the whole session's logs are scanned for the test secrets
+
 
 @pytest.fixture
 def mns_emulator(tmp_path) -> Iterator[MnsEmulator]:

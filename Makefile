@@ -31,6 +31,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.mns_throughput
 	$(PY) -m bench.ledger_apply
+	$(PY) -m bench.drain_throughput
+	$(PY) -m bench.async_dispatch
 
 # Run the MNS emulator in the foreground: make mns ARGS='--port 9100 --data-dir .local/mns'
 mns: $(STAMP)

@@ -174,7 +174,7 @@ class Settings(BaseModel):
 
     # --- the drain loop ---
     drain_pollers: int = Field(
-        2, ge=1, le=16, alias="DRAIN_POLLERS", description="Concurrent pollers (one MNS client each)."
+        4, ge=1, le=16, alias="DRAIN_POLLERS", description="Concurrent pollers (one MNS client each)."
     )
     drain_deadline_margin_seconds: float = Field(
         5.0,

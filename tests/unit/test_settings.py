@@ -38,7 +38,7 @@ def test_production_defaults_need_only_the_queue_name():
     assert s.ledger_url == "sqlite:////tmp/flow-receipts/ledger.sqlite3"
     assert (s.dispatch_mode, s.fc_endpoint) == ("inline", None)
     assert (s.processor_service, s.processor_function) == ("flow-receipts", "processor")
-    assert (s.drain_pollers, s.drain_deadline_margin_seconds, s.drain_long_poll_seconds) == (2, 5.0, 5)
+    assert (s.drain_pollers, s.drain_deadline_margin_seconds, s.drain_long_poll_seconds) == (4, 5.0, 5)
     assert (s.max_dequeue_count, s.token_refresh_margin_seconds) == (5, 120)
     assert (s.mns_endpoint, s.dlq_queue_name, s.log_level) == (None, None, "INFO")
     assert s.alibaba_cloud_access_key_id is None and not s.has_static_credentials
@@ -166,7 +166,7 @@ def test_credentials_are_secret_strings():
 
 def test_empty_values_count_as_unset_and_unknown_variables_are_ignored():
     s = settings(ALIBABA_CLOUD_SECURITY_TOKEN="", DRAIN_POLLERS="  ", ALICOM_MNS_ADMIN_URL="http://x", PATH="/bin")
-    assert (s.alibaba_cloud_security_token, s.drain_pollers) == (None, 2)
+    assert (s.alibaba_cloud_security_token, s.drain_pollers) == (None, 4)
 
 
 def test_values_are_normalised():
@@ -194,7 +194,7 @@ def test_markdown_table_lists_every_variable_with_default_and_description():
     assert lines[:2] == ["| Variable | Default | Description |", "|---|---|---|"]
     assert len(lines) == 2 + len(Settings.model_fields)
     assert "| `ALICOM_QUEUE_NAME` | **required** |" in table
-    assert "| `DRAIN_POLLERS` | `2` | " in table
+    assert "| `DRAIN_POLLERS` | `4` | " in table
     assert "| `ALIBABA_CLOUD_SECURITY_TOKEN` | — | " in table
     assert all(line.count(" | ") == 2 and line.rstrip().endswith("|") for line in lines[2:])
 

@@ -16,7 +16,7 @@ from shared.ledger import Ledger
 from shared.logs import carry_context, logger, message_context
 from shared.models import Envelope
 from shared.pipeline import DEAD_LETTERED, dead_letter, validate
-from shared.queue import AccessDenied, AlicomQueue, Received
+from shared.queue import AccessDenied, AlicomQueue, DeleteResult, Received
 
 Dispatch = Callable[[Envelope], tuple[str, ...]]
 BATCH_SIZE = 16
@@ -101,8 +101,9 @@ class Drainer:
 
     def _stopping(self, reason: str, error: str = "") -> None:
         with self._lock:
+            first_time = reason not in self._summary.stopped_by
             self._summary.stopped_by.add(reason)
-            if error and error not in self._summary.errors:
+            if error and first_time:  # N pollers hitting the same wall report it once
                 self._summary.errors.append(error)
 
     def _pause(self, seconds: float, deadline: float) -> None:
@@ -170,10 +171,19 @@ class Drainer:
         """Deletes what was handled; a failure only means a redelivery, recognised as a duplicate."""
         if not handles:
             return
-        result = queue.delete(handles)
+        try:
+            result = queue.delete(handles)
+        except Exception as error:  # e.g. the token cannot be refreshed: the effects are committed, so the
+            # messages only come back and are recognised as duplicates
+            logger.warning("delete failed; messages will be redelivered", extra={"error": str(error)})
+            self._count("delete_failed", by=len(handles))
+            return
         deleted, failed = list(result.deleted), dict(result.failed)
         if result.retryable:
-            again = queue.delete(list(result.retryable))
+            try:
+                again = queue.delete(list(result.retryable))
+            except Exception:
+                again = DeleteResult()
             deleted += again.deleted
             failed = {h: code for h, code in failed.items() if h not in again.deleted}
         if failed:

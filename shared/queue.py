@@ -349,6 +349,8 @@ class AlicomQueue:
             self._fail_all(batch, error.type, result, self._classify(operation, error))
         except TokenRejected as error:
             self._fail_all(batch, error.code, result, error)
+        except TransientError as error:  # no fresh token to be had (token API failing): try again later
+            self._fail_all(batch, "TokenUnavailable", result, error)
         else:
             result.deleted.extend(batch)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -38,9 +37,8 @@ from shared.ledger.records import (
     require_aware,
     utc_now,
 )
+from shared.logs import logger
 from shared.orders import Outcome, status_for_result
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "sqlite:///.local/ledger.sqlite3"
 # A lost race (two first receipts creating the same unknown order) is settled by one retry: the winner's order

@@ -117,10 +117,11 @@ class Drainer:
             self._stopping("queue_unavailable", str(error))
             return
         backoff = 0.2
+        last_error = ""
         while not self._stop.is_set():
             remaining = deadline - self._clock()
             if remaining <= 0:
-                self._stopping("deadline")
+                self._stopping("deadline", last_error)  # e.g. the token API kept failing: say why
                 return
             wait = max(0, min(self._long_poll_seconds, int(remaining) - 1))
             try:
@@ -132,11 +133,12 @@ class Drainer:
                 return
             except TransientError as error:
                 self._count("receive_errors")
+                last_error = str(error)
                 logger.warning("receive failed; backing off", extra={"error": str(error), "backoff_s": backoff})
                 self._pause(backoff, deadline)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
-            backoff = 0.2
+            backoff, last_error = 0.2, ""
             if not batch:
                 self._stopping("empty")
                 return

@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.drain_throughput import LocalStack, customer_credentials, own_cpu_seconds, register_orders, stack_settings
+from bench.entry import run_benchmark
 from shared.ledger import Ledger
 from shared.runtime import Runtime
 from shared.settings import Settings, load_settings
@@ -331,21 +331,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-
-    def on_signal(signum, _frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("async_dispatch: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:
-        print(f"async_dispatch: error: {type(err).__name__}: {err}", file=sys.stderr)
-        print(json.dumps({"benchmark": "async_dispatch", "error": f"{type(err).__name__}: {err}"}), flush=True)
-        return 1
+    return run_benchmark("async_dispatch", parse_args, run, argv)
 
 
 if __name__ == "__main__":

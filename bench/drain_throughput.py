@@ -30,7 +30,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -48,6 +47,7 @@ from urllib.parse import urlsplit
 from mns.account import Account
 from mns.mns_exception import MNSExceptionBase, MNSServerException
 
+from bench.entry import run_benchmark
 from shared.fc import Credentials
 from shared.ledger import Ledger
 from shared.models import Envelope
@@ -541,21 +541,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-
-    def on_signal(signum, _frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("drain_throughput: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:
-        print(f"drain_throughput: error: {type(err).__name__}: {err}", file=sys.stderr)
-        print(json.dumps({"benchmark": "drain_throughput", "error": f"{type(err).__name__}: {err}"}), flush=True)
-        return 1
+    return run_benchmark("drain_throughput", parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import json
 import multiprocessing as mp
 import os
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from typing import Any
 from mns.account import Account
 from mns.mns_exception import MNSExceptionBase, MNSServerException
 from mns.queue import Message, QueueMeta
+
+from bench.entry import run_benchmark
 
 TARGET_RPS = 1000.0
 BATCH = 16
@@ -384,21 +385,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-
-    def on_signal(signum, _frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("mns_throughput: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:
-        print(f"mns_throughput: error: {type(err).__name__}: {err}", file=sys.stderr)
-        print(json.dumps({"benchmark": "mns_throughput", "error": f"{type(err).__name__}: {err}"}), flush=True)
-        return 1
+    return run_benchmark("mns_throughput", parse_args, run, argv)
 
 
 if __name__ == "__main__":

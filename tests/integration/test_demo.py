@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from process_support import processes_mentioning
 
 from shared.settings import Settings
 
@@ -22,20 +23,6 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO_DIR = ".local/demo"  # the Makefile's DEMO_DIR
 ORDERS = 300  # local/demo.py's default
 SETTINGS_VARIABLES = frozenset(field.alias for field in Settings.model_fields.values() if field.alias)
-
-
-def processes_mentioning(text: str) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.add(int(entry.name))
-    return found
 
 
 def counts(line: str) -> dict[str, int]:
@@ -81,5 +68,5 @@ def test_make_demo_reconciles_and_leaves_no_process_behind() -> None:
     assert statuses["PENDING"] > 0  # the demo drops about 4% of the receipts (seeded)
     assert f"{statuses['PENDING']} order(s) are still PENDING" in output
 
-    assert processes_mentioning(DEMO_DIR) == set()
+    assert processes_mentioning(DEMO_DIR) == []
     assert not (REPO / DEMO_DIR / "stack.env").exists()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from process_support import processes_mentioning
 
 from shared.ledger import Ledger
 from shared.orders import Status
@@ -76,20 +77,6 @@ def alicom_queue_depth(state_dir: Path, queue_name: str) -> int:
     result = local("stats", "mns", "--state-dir", str(state_dir))
     assert result.returncode == 0, result.stderr
     return sum(json.loads(result.stdout)["mns"]["queues"][queue_name].values())
-
-
-def processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 def start_stack(state_dir: Path) -> dict[str, str]:

@@ -13,6 +13,7 @@ from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
 from mns.account import Account
 from mns.mns_exception import MNSServerException
+from process_support import processes_mentioning
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED_KEYS = {
@@ -40,20 +41,6 @@ def run_local(*args: str) -> subprocess.CompletedProcess:
 def read_env(state_dir: Path) -> dict[str, str]:
     lines = (state_dir / "stack.env").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
-
-
-def processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline and int(entry.name) != os.getpid():
-            found.append(int(entry.name))
-    return found
 
 
 def query_token(env: dict[str, str]) -> dict:

@@ -7,7 +7,7 @@ LOCAL_DIR ?= .local
 
 DEMO_DIR := .local/demo
 
-.PHONY: venv test lint format bench mns local-up local-down invoke migrate demo docs clean
+.PHONY: venv test lint format bench mns local-up local-down invoke migrate demo docs build clean
 
 venv: $(STAMP)
 
@@ -55,6 +55,10 @@ invoke: $(STAMP)
 	$(PY) -m local invoke --function $(FN) $(if $(EVENT),--event $(EVENT)) $(INVOKE_ARGS)
 
 # Create or upgrade the ledger schema at LEDGER_URL (default: a SQLite file).
+# Deployable code directories (function + shared/ + python3.10 wheels) and build/template.yml.
+build: $(STAMP)
+	$(PY) -m local.build
+
 docs: $(STAMP)
 	$(PY) -m local.docs
 

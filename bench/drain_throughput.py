@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 from mns.account import Account
 from mns.mns_exception import MNSExceptionBase, MNSServerException
 
-from bench.entry import run_benchmark
+from bench.entry import run_benchmark, stop_process
 from shared.fc import Credentials
 from shared.ledger import Ledger
 from shared.models import Envelope
@@ -189,13 +189,7 @@ class LocalStack:
             return ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=15)
         self._log.close()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -31,3 +32,14 @@ def run_benchmark(
         print(f"{name}: error: {type(err).__name__}: {err}", file=sys.stderr)
         print(json.dumps({"benchmark": name, "error": f"{type(err).__name__}: {err}"}), flush=True)
         return 1
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminates a helper process (an emulator, a stack), killing it if it does not exit in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

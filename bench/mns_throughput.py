@@ -32,7 +32,7 @@ from mns.account import Account
 from mns.mns_exception import MNSExceptionBase, MNSServerException
 from mns.queue import Message, QueueMeta
 
-from bench.entry import run_benchmark
+from bench.entry import run_benchmark, stop_process
 
 TARGET_RPS = 1000.0
 BATCH = 16
@@ -115,13 +115,7 @@ class Emulator:
             return ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=10)
         if self.proc.stdout:
             self.proc.stdout.close()
         self.log.close()

@@ -63,7 +63,7 @@ docs: $(STAMP)
 	$(PY) -m local.docs
 
 migrate: $(STAMP)
-	$(PY) -m shared.ledger migrate
+	$(PY) -m shared.adapters.ledger migrate
 
 # The main job end to end on a fresh local stack (its own state dir), then a reconciliation summary.
 demo: $(STAMP)

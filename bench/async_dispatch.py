@@ -39,7 +39,7 @@ from typing import Any
 
 from bench.drain_throughput import LocalStack, customer_credentials, own_cpu_seconds, register_orders, stack_settings
 from bench.entry import run_benchmark
-from shared.ledger import Ledger
+from shared.adapters.ledger import Ledger
 from shared.runtime import Runtime
 from shared.settings import Settings, load_settings
 

@@ -8,7 +8,7 @@ drainer runs in this process, so the emulators never share its interpreter), MNS
 admin API (`{"latency_ms": 20}`) once the queue is pre-filled:
 
   seed      the seed's pattern: one aliyun-mns-sdk client (queue token from QueryTokenForMnsQueue), a loop of
-            receive_message(wait 1) -> shared.pipeline.apply_message on a SQLite ledger -> delete_message, one
+            receive_message(wait 1) -> shared.services.pipeline.apply_message on a SQLite ledger -> delete_message, one
             message at a time, for --seed-seconds or M messages (whichever comes first).
   drainer   for each P (default: the product default DRAIN_POLLERS, 4 and 8): N FlowReports published as Alicom
             does (orders registered first, fresh SQLite ledger), then one Runtime(...).drainer(...).run() with
@@ -48,11 +48,11 @@ from mns.account import Account
 from mns.mns_exception import MNSExceptionBase, MNSServerException
 
 from bench.entry import run_benchmark, stop_process
-from shared.fc import Credentials
-from shared.ledger import Ledger
-from shared.models import Envelope
-from shared.pipeline import apply_message
+from shared.adapters.fc import Credentials
+from shared.adapters.ledger import Ledger
+from shared.domain.models import Envelope
 from shared.runtime import Runtime
+from shared.services.pipeline import apply_message
 from shared.settings import Settings, load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.adapters.ledger import Ledger, ReportToApply
+from shared.adapters.ledger.scratch import scratch_namespace
+from shared.domain.orders import Outcome
 from shared.errors import TransientError
-from shared.ledger import Ledger, ReportToApply
-from shared.ledger.scratch import scratch_namespace
-from shared.orders import Outcome
 
 TARGETS = {"sqlite": 2000.0, "mariadb": 1000.0, "postgresql": 1000.0}
 SERVER_URLS = {

@@ -45,7 +45,7 @@ def _queue_depth(env: dict[str, str]) -> int:
 
 
 def _charge_everything(env: dict[str, str], orders: list[tuple[str, str]]) -> None:
-    from shared.alicom import FlowApi, acs_client
+    from shared.adapters.alicom import FlowApi, acs_client
 
     client = acs_client(
         env["ALIBABA_CLOUD_ACCESS_KEY_ID"], env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"], None, env["FC_REGION"]
@@ -69,7 +69,7 @@ def run(state_dir: Path, orders_count: int, seed: int) -> int:
     env = read_env(state_dir)
     os.environ.update(env)
     os.environ.setdefault("LOG_LEVEL", "WARNING")  # the demo prints its own summary; warnings still show
-    from shared.ledger import Ledger
+    from shared.adapters.ledger import Ledger
     from shared.logs import logger
 
     logger.setLevel(os.environ["LOG_LEVEL"])

@@ -89,7 +89,7 @@ class Stack:
         self.fc.environment.update(self.environment())
 
     def start(self) -> None:
-        from shared.ledger import Ledger
+        from shared.adapters.ledger import Ledger
 
         with Ledger(self.environment()["LEDGER_URL"]) as ledger:  # the ledger stack.env advertises is ready to use
             ledger.migrate()

@@ -328,7 +328,7 @@ def _suppress_duplicates(handler: logging.Handler) -> None:
 def bind_invocation(invocation: Any) -> dict[str, Any]:
     """Start an invocation's log context on this thread; returns the keys bound.
 
-    ``invocation`` is an ``shared.fc.FcInvocation`` (or anything with Lambda-context attributes). Replaces this
+    ``invocation`` is an ``shared.adapters.fc.FcInvocation`` (or anything with Lambda-context attributes). Replaces this
     thread's previous keys, registers the invocation's credentials as secrets, and re-checks the log safety
     (FC may have added its own root handler after import).
     """

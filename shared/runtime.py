@@ -7,18 +7,18 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from shared.alicom import TokenProvider, acs_client
-from shared.drain import Dispatch, Drainer
-from shared.fc import Credentials, FcInvocation
-from shared.ledger import Ledger
+from shared.adapters.alicom import TokenProvider, acs_client
+from shared.adapters.fc import Credentials, FcInvocation
+from shared.adapters.ledger import Ledger
+from shared.adapters.queue import AlicomQueue
+from shared.domain.models import Envelope
 from shared.logs import install_log_safety, logger, register_secret
-from shared.models import Envelope
-from shared.pipeline import apply_message
-from shared.queue import AlicomQueue
+from shared.services.drain import Dispatch, Drainer
+from shared.services.pipeline import apply_message
 from shared.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from shared.dispatch import FcAsyncDispatcher
+    from shared.adapters.dispatch import FcAsyncDispatcher
 
 
 class Runtime:
@@ -93,7 +93,7 @@ class Runtime:
                 return apply_message(ledger, envelope).outcomes
 
             return inline
-        from shared.dispatch import FcAsyncDispatcher  # fc2 and requests: only async mode pays their import
+        from shared.adapters.dispatch import FcAsyncDispatcher  # fc2 and requests: only async mode pays their import
 
         with self._lock:
             dispatcher = self._dispatchers.get(credentials.access_key_id)

@@ -18,10 +18,10 @@ from mns.queue import Message
 
 from local.alicom import AlicomEmulator
 from local.mns import MnsEmulator
-from shared.drain import DrainSummary
-from shared.fc import Credentials
-from shared.ledger import Ledger
+from shared.adapters.fc import Credentials
+from shared.adapters.ledger import Ledger
 from shared.runtime import Runtime
+from shared.services.drain import DrainSummary
 from shared.settings import load_settings
 
 ALICOM_OWNER = ("pipeline-alicom-owner", "pipeline-alicom-owner-secret-3e8a")

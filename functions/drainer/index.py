@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from shared.fc import credentials_from, decode_event, fc_context
+from shared.adapters.fc import credentials_from, decode_event, fc_context
 from shared.logs import bind_invocation
 from shared.runtime import runtime
 

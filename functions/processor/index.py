@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
-from shared.fc import fc_context
+from shared.adapters.fc import fc_context
 from shared.logs import bind_invocation
-from shared.pipeline import process_event
 from shared.runtime import runtime
+from shared.services.pipeline import process_event
 
 
 def initialize(context) -> None:

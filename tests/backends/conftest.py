@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from shared.adapters.ledger import Ledger
+from shared.adapters.ledger.engine import transient_errors
+from shared.adapters.ledger.schema import metadata
+from shared.adapters.ledger.scratch import scratch_namespace
 from shared.errors import TransientError
-from shared.ledger import Ledger
-from shared.ledger.engine import transient_errors
-from shared.ledger.schema import metadata
-from shared.ledger.scratch import scratch_namespace
 
 
 @dataclass(frozen=True)

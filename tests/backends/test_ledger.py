@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import inspect, text, update
 
+from shared.adapters.ledger import ApplyResult, Ledger, ReportToApply, migrate
+from shared.adapters.ledger import apply as ledger_apply
+from shared.adapters.ledger.engine import TransactionAborted, transient_errors
+from shared.adapters.ledger.schema import orders
+from shared.domain.orders import Outcome, Source, Status
 from shared.errors import PoisonMessage, TransientError
-from shared.ledger import ApplyResult, Ledger, ReportToApply, migrate
-from shared.ledger import apply as ledger_apply
-from shared.ledger.engine import TransactionAborted, transient_errors
-from shared.ledger.schema import orders
-from shared.orders import Outcome, Source, Status
 
 PHONE = "13800138000"
 THREADS = 8
@@ -126,7 +126,7 @@ def test_a_contradicting_report_is_kept_as_conflict(ledger: Ledger, caplog):
     ledger.register_order("o-6", PHONE)
     ledger.apply_report(report("o-6", "4", err_code="UNKNOW"))
 
-    with caplog.at_level(logging.WARNING, logger="shared.ledger"):
+    with caplog.at_level(logging.WARNING, logger="shared.adapters.ledger"):
         result = ledger.apply_report(report("o-6", "3"))
 
     assert result == ApplyResult(Outcome.CONFLICT, Status.FAILED, None)
@@ -166,7 +166,7 @@ def test_a_resolved_order_does_not_expire(ledger: Ledger):
 
 
 def test_a_report_for_an_unknown_out_id_is_kept_as_an_unregistered_order(ledger: Ledger, caplog):
-    with caplog.at_level(logging.WARNING, logger="shared.ledger"):
+    with caplog.at_level(logging.WARNING, logger="shared.adapters.ledger"):
         result = ledger.apply_report(report("stranger", "4", err_code="E1", err_msg="no balance"))
 
     assert result.outcome is Outcome.ORPHAN and result.status is Status.FAILED and result.event_id

@@ -24,9 +24,9 @@ from pipeline_support import CUSTOMER_AK, CUSTOMER_SK, UID, PipelineWorld, pipel
 
 from local.fc import FcEmulator, FunctionSpec, load_template
 from local.mns import MnsEmulator
-from shared.drain import DrainSummary
-from shared.models import Envelope
-from shared.orders import Outcome, Status
+from shared.domain.models import Envelope
+from shared.domain.orders import Outcome, Status
+from shared.services.drain import DrainSummary
 
 pytestmark = pytest.mark.slow
 

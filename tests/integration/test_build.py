@@ -19,7 +19,7 @@ def test_build_lays_out_self_contained_functions(tmp_path: Path) -> None:
     for name, spec in specs.items():
         code = Path(spec.code_uri)
         assert code == out / name
-        assert (code / "index.py").exists() and (code / "shared" / "ledger" / "__init__.py").exists()
+        assert (code / "index.py").exists() and (code / "shared" / "adapters" / "ledger" / "__init__.py").exists()
         imported = subprocess.run(
             [sys.executable, "-c", "import index; print(index.handler.__module__)"],
             cwd=code,

@@ -1,5 +1,5 @@
-"""shared.dispatch: inline dispatch, and async dispatch through the real fc2 client against the FC emulator (202 and
-the processor receiving the Envelope JSON; throttling, server errors, refused connections and non-JSON error
+"""shared.adapters.dispatch: inline dispatch, and async dispatch through the real fc2 client against the FC emulator
+(202 and the processor receiving the Envelope JSON; throttling, server errors, refused connections and non-JSON error
 bodies as TransientError; no secret in any error text or log line)."""
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from local.fc import FcEmulator, FunctionSpec
-from shared.dispatch import (
+from shared.adapters.dispatch import (
     AsyncDispatcher,
     Dispatched,
     FcAsyncDispatcher,
     InlineDispatcher,
 )
+from shared.domain.models import Envelope
 from shared.errors import ConfigError, TransientError
-from shared.models import Envelope
 
 AK, SK, TOKEN = "STS.dispatch-test-ak", "dispatch-test-secret-3b9e", "CAISdispatchTestSecurityToken0f4c9a"
 SERVICE, FUNCTION = "flow-receipts", "processor"

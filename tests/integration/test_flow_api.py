@@ -11,9 +11,9 @@ from test_alicom_support import AK, SK, UID, drain, running_emulators
 
 from local.alicom import AlicomEmulator
 from local.mns import MnsEmulator
-from shared.alicom import AlicomRefused, ChargeRejected, ChargeStatus, FlowApi, acs_client
+from shared.adapters.alicom import AlicomRefused, ChargeRejected, ChargeStatus, FlowApi, acs_client
+from shared.domain.models import Envelope, reports_from
 from shared.errors import ConfigError, TransientError
-from shared.models import Envelope, reports_from
 
 PHONE = "13800138000"
 REGION = "cn-hangzhou"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from process_support import processes_mentioning
 
-from shared.ledger import Ledger
-from shared.orders import Status
+from shared.adapters.ledger import Ledger
+from shared.domain.orders import Status
 from shared.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -97,7 +97,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict
     state_dir = tmp_path_factory.mktemp("invoke-stack")
     try:
         env = start_stack(state_dir)
-        migrate = run(sys.executable, "-m", "shared.ledger", "migrate", "--url", env["LEDGER_URL"])
+        migrate = run(sys.executable, "-m", "shared.adapters.ledger", "migrate", "--url", env["LEDGER_URL"])
         assert migrate.returncode == 0, migrate.stderr
         yield state_dir, env
     finally:

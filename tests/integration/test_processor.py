@@ -20,9 +20,9 @@ import pytest
 
 import shared.runtime
 from local.fc import Credentials, FunctionSpec, build_context
+from shared.adapters.ledger import Ledger
+from shared.domain.orders import Outcome, Source, Status
 from shared.errors import TransientError
-from shared.ledger import Ledger
-from shared.orders import Outcome, Source, Status
 from shared.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
-"""shared.queue.AlicomQueue through the real aliyun-mns-sdk against the MNS emulator: receive in raw mode, per-handle
-delete, change visibility, token refresh on an auth error, and the error classes the drainer relies on."""
+"""shared.adapters.queue.AlicomQueue through the real aliyun-mns-sdk against the MNS emulator: receive in raw mode,
+per-handle delete, change visibility, token refresh on an auth error, and the error classes the drainer relies on."""
 
 from __future__ import annotations
 
@@ -16,10 +16,8 @@ from mns.queue import Message, QueueMeta
 from test_alicom_support import AK, SK, UID, running_emulators
 
 from local.mns import MnsEmulator
-from shared.alicom import TokenProvider, acs_client
-from shared.errors import ConfigError, PoisonMessage, TransientError
-from shared.models import decode_body
-from shared.queue import (
+from shared.adapters.alicom import TokenProvider, acs_client
+from shared.adapters.queue import (
     AccessDenied,
     AlicomQueue,
     QueueUnavailable,
@@ -28,13 +26,15 @@ from shared.queue import (
     TokenRejected,
     retrying,
 )
+from shared.domain.models import decode_body
+from shared.errors import ConfigError, PoisonMessage, TransientError
 
 MESSAGE_TYPE = "FlowReport"
 
 
 @dataclass(frozen=True)
 class Token:
-    """The shape of shared.alicom.QueueToken."""
+    """The shape of shared.adapters.alicom.QueueToken."""
 
     access_key_id: str
     access_key_secret: str

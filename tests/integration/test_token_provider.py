@@ -17,10 +17,10 @@ from test_alicom_support import AK, OTHER_UID, SK, UID, admin, running_emulators
 
 from local.alicom import AlicomEmulator
 from local.mns import MnsEmulator
-from shared.alicom import QueueToken, TokenProvider, acs_client, parse_alicom_time
+from shared.adapters.alicom import QueueToken, TokenProvider, acs_client, parse_alicom_time
+from shared.domain.models import Envelope, reports_from
 from shared.errors import ConfigError, TransientError
 from shared.logs import logger
-from shared.models import Envelope, reports_from
 
 REGION = "cn-hangzhou"
 
@@ -59,7 +59,7 @@ def issued_expiry(mns: MnsEmulator, token: QueueToken) -> float:
 def sts_queue(mns: MnsEmulator, token: QueueToken, queue_name: str):
     account = Account(mns.endpoint, token.access_key_id, token.access_key_secret, token.security_token)
     queue = account.get_queue(queue_name)
-    queue.set_encoding(False)  # the body as stored: base64 text, decoded by shared.models
+    queue.set_encoding(False)  # the body as stored: base64 text, decoded by shared.domain.models
     return queue
 
 

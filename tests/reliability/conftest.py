@@ -25,9 +25,9 @@ import pytest
 from mns.queue import QueueMeta
 from pipeline_support import PipelineWorld, pipeline_world
 
-from shared.drain import DrainSummary
 from shared.logs import logger
 from shared.runtime import Runtime
+from shared.services.drain import DrainSummary
 from shared.settings import load_settings
 
 DEFAULTS = {"DRAIN_LONG_POLL_SECONDS": "0", "DRAIN_POLLERS": "2"}

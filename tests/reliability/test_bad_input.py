@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from shared.models import MAX_BODY_BYTES, Envelope
-from shared.orders import Outcome, Status
-from shared.pipeline import DEAD_LETTERED, apply_message
+from shared.domain.models import MAX_BODY_BYTES, Envelope
+from shared.domain.orders import Outcome, Status
+from shared.services.pipeline import DEAD_LETTERED, apply_message
 
 PHONE = "13800138000"
 

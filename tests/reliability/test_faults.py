@@ -15,11 +15,11 @@ from mns.account import Account
 from mns.queue import Message, QueueMeta
 from pipeline_support import ALICOM_OWNER, ALICOM_PUBLISHER
 
-from shared.alicom import TokenProvider, acs_client
-from shared.drain import Drainer
+from shared.adapters.alicom import TokenProvider, acs_client
+from shared.adapters.queue import AlicomQueue
+from shared.domain.orders import Outcome, Status
 from shared.errors import TransientError
-from shared.orders import Outcome, Status
-from shared.queue import AlicomQueue
+from shared.services.drain import Drainer
 
 PHONE = "13800138000"
 REQUEST_ID = re.compile(r" \(request [0-9A-F]+\)")

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from shared.adapters.ledger.scratch import scratch_namespace
+from shared.domain.orders import Outcome, Status
 from shared.errors import TransientError
-from shared.ledger.scratch import scratch_namespace
-from shared.orders import Outcome, Status
 
 PHONE = "13800138000"
 SERVERS = {

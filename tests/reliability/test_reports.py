@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from shared.models import Envelope
-from shared.orders import Outcome, Status
-from shared.pipeline import apply_message
+from shared.domain.models import Envelope
+from shared.domain.orders import Outcome, Status
+from shared.services.pipeline import apply_message
 
 PHONE = "13800138000"
 
@@ -149,7 +149,7 @@ def test_a_result_contradicting_a_closed_order_is_a_conflict(make_world, caplog)
     assert world.ledger.get_order("closed-orphan").status is Status.FAILED
     assert {r.message_id: r.outcome for r in world.ledger.receipts_for("closed-orphan")}[third] is Outcome.CONFLICT
     assert [e.kind for e in world.ledger.outbox_events("closed-orphan")] == ["order.failed"]
-    # logged for humans (shared.ledger logs through the standard logging module, with the out_id as an extra)
+    # logged for humans (shared.adapters.ledger logs through the standard logging module, with the out_id as an extra)
     warned = [r for r in caplog.records if "contradicts a terminal order" in r.getMessage()]
     assert {r.out_id for r in warned} == {"closed-1", "closed-orphan"}
     assert all(r.levelno == logging.WARNING for r in warned)

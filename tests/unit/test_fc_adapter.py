@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 from aws_lambda_powertools.logging.lambda_context import build_lambda_context_model
 
+from shared.adapters.fc import Credentials, FcInvocation, InvalidEvent, credentials_from, decode_event, fc_context
 from shared.errors import ConfigError, PoisonMessage
-from shared.fc import Credentials, FcInvocation, InvalidEvent, credentials_from, decode_event, fc_context
 
 ENV_CREDENTIALS = {
     "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI-env-id",

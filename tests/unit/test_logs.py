@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from shared.fc import fc_context
+from shared.adapters.fc import fc_context
 from shared.logs import (
     SecretRedactor,
     bind_invocation,

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from local.alicom.reports import flow_report_body
+from shared.domain.models import MAX_BODY_BYTES, Envelope, FlowReport, decode_body, parse_reports, reports_from
+from shared.domain.orders import Status, status_for_result
 from shared.errors import PoisonMessage
-from shared.models import MAX_BODY_BYTES, Envelope, FlowReport, decode_body, parse_reports, reports_from
-from shared.orders import Status, status_for_result
 
 PHONE = "13800138000"
 REPORT = {"phone": PHONE, "out_id": "order-1", "result": "3", "err_code": "", "err_msg": ""}

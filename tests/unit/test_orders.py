@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared.domain.orders import TERMINAL_STATUSES, Decision, Outcome, Source, Status, status_for_result, transition
 from shared.errors import PoisonMessage
-from shared.orders import TERMINAL_STATUSES, Decision, Outcome, Source, Status, status_for_result, transition
 
 REPORTED = [Status.SUCCEEDED, Status.FAILED]
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, inspect, select, text
 
+from shared.adapters.ledger.records import MigrationResult, utc_now
+from shared.adapters.ledger.schema import metadata, schema_version
 from shared.errors import TransientError
-from shared.ledger.records import MigrationResult, utc_now
-from shared.ledger.schema import metadata, schema_version
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shared.adapters.ledger import Ledger, ReportToApply
+from shared.domain.models import Envelope, FlowReport, reports_from
+from shared.domain.orders import Outcome
 from shared.errors import PoisonMessage
-from shared.ledger import Ledger, ReportToApply
 from shared.logs import logger, mask_phone, message_context
-from shared.models import Envelope, FlowReport, reports_from
-from shared.orders import Outcome
 
 DEAD_LETTERED = "dead_lettered"
 

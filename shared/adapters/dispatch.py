@@ -21,7 +21,7 @@ and ``x-fc-security-token`` — through the ROOT logger on every error, and (4) 
 answer whose body is not JSON (reference/fc.md §7.4). ``_Fc2Client`` overrides only ``_do_request``: one pooled
 session per thread, at most two immediate reconnects (the request was never sent, so no duplicate), no read retry
 (a POST may have been accepted), timeouts bounded by ``timeout``, no logging, and errors parsed whatever the body.
-Backoff between attempts is the caller's (``shared.queue.retrying`` or the drain loop), within its deadline.
+Backoff between attempts is the caller's (``shared.adapters.queue.retrying`` or the drain loop), within its deadline.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from shared.domain.models import Envelope
 from shared.errors import ConfigError, PoisonMessage, TransientError
 from shared.logs import redactor, register_secret
-from shared.models import Envelope
 
 ACCEPTED = "accepted"
 ASYNC_HEADERS = {"x-fc-invocation-type": "Async"}
@@ -91,7 +91,7 @@ class AsyncDispatcher:
 
 class FcAsyncDispatcher(AsyncDispatcher):
     """Async invocations of an FC 2.0 function through fc2. ``credentials``: (AccessKey id, secret, STS token or
-    None), e.g. ``shared.fc.Credentials`` from the FC context."""
+    None), e.g. ``shared.adapters.fc.Credentials`` from the FC context."""
 
     def __init__(
         self,

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert
 
-from shared.ledger.schema import dead_letters
-from shared.ledger.text import REASON_MAX, clip, storable_body
+from shared.adapters.ledger.schema import dead_letters
+from shared.adapters.ledger.text import REASON_MAX, clip, storable_body
 
 
 def record_dead_letter(

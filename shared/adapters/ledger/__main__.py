@@ -1,4 +1,6 @@
-"""python -m shared.ledger migrate|summary [--url URL]   (URL: --url, else LEDGER_URL, else the local SQLite file)"""
+"""python -m shared.adapters.ledger migrate|summary [--url URL]
+
+URL: --url, else LEDGER_URL, else the local SQLite file."""
 
 from __future__ import annotations
 
@@ -7,13 +9,15 @@ import json
 import os
 import sys
 
+from shared.adapters.ledger.engine import display_url
+from shared.adapters.ledger.ledger import DEFAULT_URL, Ledger
 from shared.errors import ConfigError, TransientError
-from shared.ledger.engine import display_url
-from shared.ledger.ledger import DEFAULT_URL, Ledger
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.ledger", description="Manage the flow-receipts ledger.")
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.adapters.ledger", description="Manage the flow-receipts ledger."
+    )
     parser.add_argument("command", choices=["migrate", "summary"])
     parser.add_argument("--url", help=f"database URL (default: $LEDGER_URL, else {DEFAULT_URL})")
     args = parser.parse_args(argv)

@@ -22,8 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
-from shared.ledger.records import MESSAGE_ID_MAX, MESSAGE_TYPE_MAX, OUT_ID_MAX, PHONE_MAX, require_aware
-from shared.orders import Outcome, Source, Status
+from shared.adapters.ledger.records import MESSAGE_ID_MAX, MESSAGE_TYPE_MAX, OUT_ID_MAX, PHONE_MAX, require_aware
+from shared.domain.orders import Outcome, Source, Status
 
 ERR_CODE_MAX = 64
 ERR_MSG_MAX = 512

@@ -12,9 +12,8 @@ from typing import Any
 from sqlalchemy import Connection, exc
 from sqlalchemy.engine import URL
 
-from shared.errors import TransientError
-from shared.ledger import apply, dead_letters, events, lifecycle, queries
-from shared.ledger.engine import (
+from shared.adapters.ledger import apply, dead_letters, events, lifecycle, queries
+from shared.adapters.ledger.engine import (
     TransactionAborted,
     build_engine,
     display_url,
@@ -22,8 +21,8 @@ from shared.ledger.engine import (
     parse_url,
     transient_errors,
 )
-from shared.ledger.migrate import current_version, migrate
-from shared.ledger.records import (
+from shared.adapters.ledger.migrate import current_version, migrate
+from shared.adapters.ledger.records import (
     OUT_ID_MAX,
     PHONE_MAX,
     ApplyResult,
@@ -37,8 +36,9 @@ from shared.ledger.records import (
     require_aware,
     utc_now,
 )
+from shared.domain.orders import Outcome, status_for_result
+from shared.errors import TransientError
 from shared.logs import logger
-from shared.orders import Outcome, status_for_result
 
 DEFAULT_URL = "sqlite:///.local/ledger.sqlite3"
 # A lost race (two first receipts creating the same unknown order) is settled by one retry: the winner's order

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.ledger.ledger import DEFAULT_URL, Ledger
-from shared.ledger.records import (
+from shared.adapters.ledger.ledger import DEFAULT_URL, Ledger
+from shared.adapters.ledger.records import (
     ApplyResult,
     DeadLetterRecord,
     LedgerSummary,

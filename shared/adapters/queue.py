@@ -6,7 +6,7 @@ one persistent HTTP connection and is not thread-safe (mns-wire.md §2.2).
 
 - ``receive(max_count=16, wait_seconds=0, *, deadline=None) -> list[Received]``: raw mode (``set_encoding(False)``),
   so a body that is not base64 never breaks a batch (mns-wire.md §1 item 9); the body stays exactly as stored and
-  ``shared.models.decode_body`` decodes it later. ``[]`` on ``MessageNotExist`` (empty queue, or long-poll
+  ``shared.domain.models.decode_body`` decodes it later. ``[]`` on ``MessageNotExist`` (empty queue, or long-poll
   overload). ``deadline`` (a ``clock()`` value) bounds the long-poll wait and the socket timeout by the time left.
 - ``delete(handles) -> DeleteResult``: batches of <= 16; what failed is reported per handle (``failed[handle] =
   code``), for a partial failure (the SDK's ``sub_errors``) and for a batch that failed whole for a transient reason
@@ -51,14 +51,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from mns.account import Account
 from mns.mns_exception import MNSExceptionBase, MNSServerException
 
+from shared.domain.models import Envelope
 from shared.errors import ConfigError, TransientError
 from shared.logs import logger, register_secret
-from shared.models import Envelope
 
 if TYPE_CHECKING:
     from mns.queue import Queue
 
-    from shared.alicom import QueueToken
+    from shared.adapters.alicom import QueueToken
 
 MAX_BATCH = 16  # messages per BatchReceive, handles per BatchDelete (mns-wire.md §6.5)
 MAX_WAIT_SECONDS = 30  # long-poll limit (§6.4)
@@ -114,7 +114,7 @@ class StaleHandle(_Coded, TransientError):
 
 
 class QueueTokens(Protocol):
-    """What the queue needs from ``shared.alicom.TokenProvider``."""
+    """What the queue needs from ``shared.adapters.alicom.TokenProvider``."""
 
     def token(self) -> QueueToken: ...
 
@@ -256,7 +256,7 @@ class AlicomQueue:
                 f"(http:// or https:// and host[:port], no path): {_one_line(detail)}"
             ) from None
         queue = account.get_queue(self.queue_name)
-        queue.set_encoding(False)  # raw: the body as stored; decoding is shared.models.decode_body's job
+        queue.set_encoding(False)  # raw: the body as stored; decoding is shared.domain.models.decode_body's job
         self._account, self._queue, self._token, self._token_key = account, queue, token, key
 
     def _drop_client(self) -> None:

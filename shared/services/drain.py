@@ -10,13 +10,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared.batch import process_batch
+from shared.adapters.ledger import Ledger
+from shared.adapters.queue import AccessDenied, AlicomQueue, DeleteResult, Received
+from shared.domain.models import Envelope
 from shared.errors import ConfigError, PoisonMessage, TransientError
-from shared.ledger import Ledger
 from shared.logs import carry_context, logger, message_context
-from shared.models import Envelope
-from shared.pipeline import DEAD_LETTERED, dead_letter, validate
-from shared.queue import AccessDenied, AlicomQueue, DeleteResult, Received
+from shared.services.batch import process_batch
+from shared.services.pipeline import DEAD_LETTERED, dead_letter, validate
 
 Dispatch = Callable[[Envelope], tuple[str, ...]]
 BATCH_SIZE = 16

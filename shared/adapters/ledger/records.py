@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from shared.domain.orders import Outcome, Source, Status
 from shared.errors import PoisonMessage
-from shared.orders import Outcome, Source, Status
 
 # Column sizes (schema.py uses them too): values longer than a key column make the message poison.
 OUT_ID_MAX = 128

@@ -9,7 +9,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BasePartialProcessor
 
-from shared.queue import Received
+from shared.adapters.queue import Received
 
 
 class MnsBatchProcessor(BasePartialProcessor):

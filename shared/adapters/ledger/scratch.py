@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
 
-from shared.ledger.engine import CONNECT_TIMEOUT_S, parse_url, transient_errors
+from shared.adapters.ledger.engine import CONNECT_TIMEOUT_S, parse_url, transient_errors
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """Applying one report: the body of one transaction on a Connection (ledger.py opens, rolls back and retries it).
 
 A conditional UPDATE ... WHERE status = 'PENDING' moves the order (never read-modify-write). When it matches
-nothing, the order's status decides between duplicate, conflict and orphan (shared.orders), and a redelivered
+nothing, the order's status decides between duplicate, conflict and orphan (shared.domain.orders), and a redelivered
 message id is noticed in the same query. A real transition writes one outbox event. The receipt is inserted
 last: should a concurrent delivery of the same message id have committed meanwhile, its primary key fails
 and the whole transaction rolls back.
@@ -13,12 +13,12 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, exc, exists, insert, select, update
 
-from shared.ledger.engine import is_duplicate_key
-from shared.ledger.events import write_event
-from shared.ledger.records import ApplyResult, ReportToApply
-from shared.ledger.schema import ERR_CODE_MAX, ERR_MSG_MAX, orders, receipts
-from shared.ledger.text import clip, storable_body
-from shared.orders import Decision, Outcome, Status, transition
+from shared.adapters.ledger.engine import is_duplicate_key
+from shared.adapters.ledger.events import write_event
+from shared.adapters.ledger.records import ApplyResult, ReportToApply
+from shared.adapters.ledger.schema import ERR_CODE_MAX, ERR_MSG_MAX, orders, receipts
+from shared.adapters.ledger.text import clip, storable_body
+from shared.domain.orders import Decision, Outcome, Status, transition
 
 
 class MessageSeenBefore(Exception):

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, update
 
-from shared.ledger.schema import outbox
-from shared.ledger.text import LAST_ERROR_MAX, clip
-from shared.orders import Decision
+from shared.adapters.ledger.schema import outbox
+from shared.adapters.ledger.text import LAST_ERROR_MAX, clip
+from shared.domain.orders import Decision
 
 _INSERT_EVENT = insert(outbox)
 

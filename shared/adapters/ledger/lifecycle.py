@@ -6,11 +6,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection, exc, select, update
 
-from shared.ledger.apply import INSERT_ORDER, RESOLVE_PENDING
-from shared.ledger.events import write_event
-from shared.ledger.schema import ERR_MSG_MAX, orders
-from shared.ledger.text import clip
-from shared.orders import Source, Status, transition
+from shared.adapters.ledger.apply import INSERT_ORDER, RESOLVE_PENDING
+from shared.adapters.ledger.events import write_event
+from shared.adapters.ledger.schema import ERR_MSG_MAX, orders
+from shared.adapters.ledger.text import clip
+from shared.domain.orders import Source, Status, transition
 
 
 def register_order(conn: Connection, out_id: str, phone: str, submitted_at: datetime, now: datetime) -> bool:

@@ -7,15 +7,15 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from shared.ledger.records import (
+from shared.adapters.ledger.records import (
     DeadLetterRecord,
     LedgerSummary,
     OrderRecord,
     OutboxEvent,
     ReceiptRecord,
 )
-from shared.ledger.schema import dead_letters, orders, outbox, receipts
-from shared.orders import Outcome, Source, Status
+from shared.adapters.ledger.schema import dead_letters, orders, outbox, receipts
+from shared.domain.orders import Outcome, Source, Status
 
 
 def get_order(conn: Connection, out_id: str) -> OrderRecord | None:

@@ -1,0 +1,1 @@
+"""One module per outside world: Alicom APIs, MNS, FC, the ledger database."""

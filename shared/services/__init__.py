@@ -1,0 +1,1 @@
+"""The work the functions and the CLI do, built from the domain and the adapters."""

@@ -32,9 +32,10 @@ class Outcome(str, Enum):
 class Source(str, Enum):
     """Who resolved an order (orders.resolved_by) and where a report came from (receipts.source)."""
 
-    RECEIPT = "receipt"
-    SWEEP = "sweep"
-    EXPIRY = "expiry"
+    RECEIPT = "receipt"  # a FlowReport from the Alicom queue
+    SWEEP = "sweep"  # the status query's answer
+    EXPIRY = "expiry"  # past the status query's 30-day window
+    CHARGE = "charge"  # the flow API refused the top-up outright
 
 
 # FlowReport "result": a string, "3" = success, "4" = failure (alicom.md §4.1).

@@ -249,7 +249,7 @@ def test_migrate_twice_is_harmless(ledger: Ledger):
 
     again = ledger.migrate()
 
-    assert not again.changed and again.to_version == ledger.schema_version() == 1
+    assert not again.changed and again.to_version == ledger.schema_version() == migrate.LATEST_VERSION
     assert ledger.get_order("kept") is not None
 
 
@@ -361,17 +361,18 @@ def test_an_unreachable_database_is_a_transient_error_without_the_password(url):
 
 def test_migrate_runs_a_new_step_once(ledger: Ledger, monkeypatch):
     def add_column(conn) -> None:
-        conn.execute(text("ALTER TABLE outbox ADD COLUMN next_attempt_at VARCHAR(40)"))
+        conn.execute(text("ALTER TABLE outbox ADD COLUMN trace_id VARCHAR(40)"))
 
-    monkeypatch.setattr(migrate, "STEPS", (*migrate.STEPS, migrate.Step(2, "outbox.next_attempt_at", add_column)))
-    monkeypatch.setattr(migrate, "LATEST_VERSION", 2)
+    latest = migrate.LATEST_VERSION
+    monkeypatch.setattr(migrate, "STEPS", (*migrate.STEPS, migrate.Step(latest + 1, "outbox.trace_id", add_column)))
+    monkeypatch.setattr(migrate, "LATEST_VERSION", latest + 1)
 
     upgraded = ledger.migrate()
     again = ledger.migrate()
 
-    assert (upgraded.from_version, upgraded.to_version, upgraded.steps) == (1, 2, ["outbox.next_attempt_at"])
-    assert not again.changed and ledger.schema_version() == 2
-    assert "next_attempt_at" in {column["name"] for column in inspect(ledger.engine).get_columns("outbox")}
+    assert (upgraded.from_version, upgraded.to_version, upgraded.steps) == (latest, latest + 1, ["outbox.trace_id"])
+    assert not again.changed and ledger.schema_version() == latest + 1
+    assert "trace_id" in {column["name"] for column in inspect(ledger.engine).get_columns("outbox")}
 
 
 def test_a_deadlock_victim_is_told_to_run_again(ledger: Ledger, backend: str):

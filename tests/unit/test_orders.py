@@ -78,6 +78,6 @@ def test_a_real_transition_names_its_outbox_event():
 def test_values_are_the_strings_stored_in_the_ledger():
     assert [status.value for status in Status] == ["PENDING", "SUCCEEDED", "FAILED", "EXPIRED"]
     assert [outcome.value for outcome in Outcome] == ["applied", "duplicate", "conflict", "orphan"]
-    assert [source.value for source in Source] == ["receipt", "sweep", "expiry"]
+    assert [source.value for source in Source] == ["receipt", "sweep", "expiry", "charge"]
     assert Status("SUCCEEDED") == "SUCCEEDED"
     assert {Status.SUCCEEDED, Status.FAILED, Status.EXPIRED} == TERMINAL_STATUSES

@@ -82,9 +82,9 @@ def apply_report(conn: Connection, report: ReportToApply, reported: Status, now:
         if decision.outcome is Outcome.ORPHAN:
             _create_unregistered_order(conn, report, reported, err_code, err_msg, now)
 
-    event_id = None
+    event = None
     if decision.changes_order:
-        event_id = write_event(
+        event = write_event(
             conn,
             decision,
             now,
@@ -105,7 +105,7 @@ def apply_report(conn: Connection, report: ReportToApply, reported: Status, now:
         # Seen before: normally the order was already terminal and nothing was written. Should this
         # transaction have changed it (a message id reused for another order), the rollback undoes that.
         raise MessageSeenBefore(report.message_id, None if decision.changes_order else previous) from None
-    return ApplyResult(decision.outcome, decision.new_status or previous or reported, event_id)
+    return ApplyResult(decision.outcome, decision.new_status or previous or reported, event)
 
 
 def _create_unregistered_order(

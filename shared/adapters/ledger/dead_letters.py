@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, select, update
 
+from shared.adapters.ledger.records import DeadLetterRecord
 from shared.adapters.ledger.schema import dead_letters
 from shared.adapters.ledger.text import REASON_MAX, clip, storable_body
 
@@ -31,3 +32,20 @@ def record_dead_letter(
             replayed_at=None,
         )
     )
+
+
+def list_dead_letters(conn: Connection, *, include_replayed: bool, limit: int) -> list[DeadLetterRecord]:
+    query = select(dead_letters).order_by(dead_letters.c.first_seen_at.desc(), dead_letters.c.message_id).limit(limit)
+    if not include_replayed:
+        query = query.where(dead_letters.c.replayed_at.is_(None))
+    return [DeadLetterRecord(**row) for row in conn.execute(query).mappings()]
+
+
+def mark_replayed(conn: Connection, message_id: str, now: datetime) -> bool:
+    """Marks a dead letter replayed once; False when it was already (or does not exist)."""
+    marked = conn.execute(
+        update(dead_letters)
+        .where(dead_letters.c.message_id == message_id, dead_letters.c.replayed_at.is_(None))
+        .values(replayed_at=now)
+    )
+    return marked.rowcount == 1

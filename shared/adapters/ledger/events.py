@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, update
+from sqlalchemy import Connection, insert, or_, select, update
 
 from shared.adapters.ledger.schema import outbox
 from shared.adapters.ledger.text import LAST_ERROR_MAX, clip
@@ -16,12 +18,15 @@ from shared.domain.orders import Decision
 _INSERT_EVENT = insert(outbox)
 
 
-def write_event(conn: Connection, decision: Decision, now: datetime, **facts: Any) -> str:
+def write_event(conn: Connection, decision: Decision, now: datetime, **facts: Any) -> dict[str, Any]:
+    """Writes the outbox event of a transition and returns its payload: what the webhook and the hook receive
+    (event_id, kind, out_id, phone, status, err_code, err_msg, resolved_by, occurred_at, and a few more facts)."""
     event_id = str(uuid.uuid4())
     payload = {
         "event_id": event_id,
         "kind": decision.event_kind,
         "status": decision.new_status.value if decision.new_status else None,
+        "occurred_at": now.isoformat(),
         "resolved_at": now.isoformat(),
         **facts,
     }
@@ -38,22 +43,81 @@ def write_event(conn: Connection, decision: Decision, now: datetime, **facts: An
             "last_error": None,
         },
     )
-    return event_id
+    return payload
 
 
-def mark_event_delivered(conn: Connection, event_id: str, now: datetime) -> bool:
+MAX_BACKOFF = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    event_id: str
+    error: str
+    rejected: bool = False  # refused for good (a 4xx other than 408 / 429): kept for a human, never retried
+
+
+def mark_delivered(conn: Connection, event_ids: Sequence[str], now: datetime) -> int:
+    """One UPDATE for a whole batch; counts only events not delivered before."""
+    if not event_ids:
+        return 0
     delivered = conn.execute(
         update(outbox)
-        .where(outbox.c.event_id == event_id, outbox.c.delivered_at.is_(None))
-        .values(delivered_at=now, attempts=outbox.c.attempts + 1, last_error=None)
+        .where(outbox.c.event_id.in_(list(event_ids)), outbox.c.delivered_at.is_(None))
+        .values(delivered_at=now, attempts=outbox.c.attempts + 1, last_error=None, next_attempt_at=None)
     )
-    return delivered.rowcount == 1
+    return delivered.rowcount
 
 
-def record_delivery_failure(conn: Connection, event_id: str, error: str) -> bool:
-    failed = conn.execute(
-        update(outbox)
-        .where(outbox.c.event_id == event_id, outbox.c.delivered_at.is_(None))
-        .values(attempts=outbox.c.attempts + 1, last_error=clip(error, LAST_ERROR_MAX))
+def record_failures(
+    conn: Connection, failures: Sequence[DeliveryFailure], now: datetime, retry_after: timedelta
+) -> int:
+    """Counts the attempt, keeps the error, and schedules the next attempt: ``retry_after`` doubled per attempt made
+    before, at most an hour. A rejected event gets no next attempt."""
+    attempts = dict(
+        conn.execute(
+            select(outbox.c.event_id, outbox.c.attempts).where(
+                outbox.c.event_id.in_([f.event_id for f in failures]), outbox.c.delivered_at.is_(None)
+            )
+        ).all()
     )
-    return failed.rowcount == 1
+    recorded = 0
+    for failure in failures:
+        before = attempts.get(failure.event_id)
+        if before is None:  # delivered meanwhile (a redelivery raced this one), or unknown
+            continue
+        backoff = min(MAX_BACKOFF, retry_after * 2 ** min(int(before), 20))
+        values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_error": clip(failure.error, LAST_ERROR_MAX)}
+        if failure.rejected:
+            values.update(rejected_at=now, next_attempt_at=None)
+        else:
+            values["next_attempt_at"] = now + backoff
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.event_id == failure.event_id, outbox.c.delivered_at.is_(None))
+            .values(**values)
+        )
+        recorded += 1
+    return recorded
+
+
+def due_events(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """Undelivered, not rejected, and due (never tried, or past its backoff): oldest first. Rows as mappings."""
+    query = (
+        select(outbox)
+        .where(
+            outbox.c.delivered_at.is_(None),
+            outbox.c.rejected_at.is_(None),
+            or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+        )
+        .order_by(outbox.c.created_at, outbox.c.event_id)
+        .limit(limit)
+    )
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def retry_rejected(conn: Connection, event_ids: Sequence[str] | None) -> int:
+    """Makes rejected events (all, or these) due again, e.g. after the webhook was fixed."""
+    query = update(outbox).where(outbox.c.delivered_at.is_(None), outbox.c.rejected_at.is_not(None))
+    if event_ids is not None:
+        query = query.where(outbox.c.event_id.in_(list(event_ids)))
+    return conn.execute(query.values(rejected_at=None, next_attempt_at=None)).rowcount

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, exc
 from sqlalchemy.engine import URL
 
-from shared.adapters.ledger import apply, dead_letters, events, lifecycle, queries
+from shared.adapters.ledger import apply, dead_letters, events, lifecycle, queries, reconciliation, sweeping
 from shared.adapters.ledger.engine import (
     TransactionAborted,
     build_engine,
@@ -29,10 +29,13 @@ from shared.adapters.ledger.records import (
     DeadLetterRecord,
     LedgerSummary,
     MigrationResult,
+    NewOrder,
     OrderRecord,
     OutboxEvent,
     ReceiptRecord,
+    Registration,
     ReportToApply,
+    SweepState,
     require_aware,
     utc_now,
 )
@@ -41,6 +44,7 @@ from shared.errors import TransientError
 from shared.logs import logger
 
 DEFAULT_URL = "sqlite:///.local/ledger.sqlite3"
+SWEEP = "sweep"  # the name of the one sweep's row in sweep_state
 # A lost race (two first receipts creating the same unknown order) is settled by one retry: the winner's order
 # is then visible. A deadlock victim (MySQL, under many reports for one order at once) just runs again.
 APPLY_ATTEMPTS = 3
@@ -71,6 +75,9 @@ class Ledger:
     # ---- schema ---------------------------------------------------------------------------------------
 
     def migrate(self) -> MigrationResult:
+        if self.dialect == "sqlite":  # a step may rebuild a table, which needs foreign keys off (checked after)
+            with self._sqlite_without_foreign_keys("migrating the schema") as conn:
+                return migrate(conn)
         with self._transaction("migrating the schema") as conn:
             return migrate(conn)
 
@@ -80,13 +87,46 @@ class Ledger:
 
     # ---- writes ---------------------------------------------------------------------------------------
 
-    def register_order(self, out_id: str, phone: str, submitted_at: datetime | None = None) -> bool:
+    def register_order(
+        self,
+        out_id: str,
+        phone: str,
+        submitted_at: datetime | None = None,
+        *,
+        product: str | None = None,
+        flow_api: str | None = None,
+    ) -> bool:
         """True when this call registered the order (new, or first seen in a receipt); False if already registered."""
-        if not out_id or len(out_id) > OUT_ID_MAX or len(phone) > PHONE_MAX:
-            raise ValueError(f"out_id must be 1 to {OUT_ID_MAX} characters and phone at most {PHONE_MAX}")
-        submitted = require_aware(submitted_at, "submitted_at") if submitted_at else self._clock()
-        with self._transaction("registering an order") as conn:
-            return lifecycle.register_order(conn, out_id, phone, submitted, self._clock())
+        done = self.register_orders([NewOrder(out_id, phone, product, flow_api, submitted_at)])
+        return bool(done.registered or done.claimed)
+
+    def register_orders(self, new: Sequence[NewOrder]) -> Registration:
+        """Registers a batch in one transaction (PENDING, submitted now unless given). Orders first seen in a
+        receipt are claimed; orders already registered are left as they are. Idempotent."""
+        for order in new:
+            if not order.out_id or len(order.out_id) > OUT_ID_MAX or len(order.phone) > PHONE_MAX:
+                raise ValueError(f"out_id must be 1 to {OUT_ID_MAX} characters and phone at most {PHONE_MAX}")
+            if order.submitted_at is not None:
+                require_aware(order.submitted_at, "submitted_at")
+        if not new:
+            return Registration()
+        for attempt in range(1, APPLY_ATTEMPTS + 1):
+            try:
+                with self._transaction("registering orders") as conn:
+                    return lifecycle.register_orders(conn, new, self._clock())
+            except exc.IntegrityError as error:  # a receipt created one of them meanwhile: the retry claims it
+                if not is_duplicate_key(error) or attempt == APPLY_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def start_charge_attempt(self, out_id: str) -> bool:
+        """Counts a flow API call for a PENDING order before it is sent; False when the order is not PENDING."""
+        with self._transaction("counting a charge attempt") as conn:
+            return lifecycle.start_charge_attempt(conn, out_id, self._clock())
+
+    def record_charge_id(self, out_id: str, charge_id: str) -> None:
+        with self._transaction("recording a charge id") as conn:
+            lifecycle.record_charge_id(conn, out_id, charge_id)
 
     def apply_report(self, report: ReportToApply) -> ApplyResult:
         reported = status_for_result(report.result)  # PoisonMessage before any I/O
@@ -112,6 +152,11 @@ class Ledger:
 
     def expire_order(self, out_id: str, reason: str) -> str | None:
         """PENDING -> EXPIRED with an outbox event (its id is returned); None when the order is not PENDING."""
+        event = self.expire(out_id, reason)
+        return event["event_id"] if event is not None else None
+
+    def expire(self, out_id: str, reason: str) -> dict[str, Any] | None:
+        """PENDING -> EXPIRED; the outbox event's payload, or None when the order is not PENDING."""
         with self._transaction("expiring an order") as conn:
             return lifecycle.expire_order(conn, out_id, reason, self._clock())
 
@@ -130,12 +175,78 @@ class Ledger:
         return True
 
     def mark_event_delivered(self, event_id: str) -> bool:
-        with self._transaction("marking an event delivered") as conn:
-            return events.mark_event_delivered(conn, event_id, self._clock())
+        return self.mark_events_delivered([event_id]) == 1
 
-    def record_delivery_failure(self, event_id: str, error: str) -> bool:
-        with self._transaction("recording a delivery failure") as conn:
-            return events.record_delivery_failure(conn, event_id, error)
+    def mark_events_delivered(self, event_ids: Sequence[str]) -> int:
+        """Marks a batch delivered in one UPDATE; returns how many were not delivered before."""
+        with self._transaction("marking events delivered") as conn:
+            return events.mark_delivered(conn, event_ids, self._clock())
+
+    def record_delivery_failure(self, event_id: str, error: str, *, rejected: bool = False) -> bool:
+        return self.record_delivery_failures([events.DeliveryFailure(event_id, error, rejected)]) == 1
+
+    def record_delivery_failures(
+        self, failures: Sequence[events.DeliveryFailure], retry_after: timedelta = timedelta(minutes=1)
+    ) -> int:
+        """Counts the attempts and schedules the next ones (``retry_after`` doubled per earlier attempt, at most an
+        hour); rejected events are kept for a human and not retried."""
+        if not failures:
+            return 0
+        with self._transaction("recording delivery failures") as conn:
+            return events.record_failures(conn, failures, self._clock(), retry_after)
+
+    def retry_rejected_events(self, event_ids: Sequence[str] | None = None) -> int:
+        """Makes rejected events due again (all, or these), e.g. once the webhook is fixed."""
+        with self._transaction("retrying rejected events") as conn:
+            return events.retry_rejected(conn, event_ids)
+
+    def mark_dead_letter_replayed(self, message_id: str) -> bool:
+        with self._transaction("marking a dead letter replayed") as conn:
+            return dead_letters.mark_replayed(conn, message_id, self._clock())
+
+    # ---- the sweep's lease, cursor and pages ----------------------------------------------------------
+
+    def acquire_sweep_lease(self, holder: str, ttl: timedelta, name: str = SWEEP) -> SweepState | None:
+        """Takes the sweep lease (free, expired, or already ours); None while another sweep holds it."""
+        with self._transaction("taking the sweep lease") as conn:
+            return sweeping.acquire_lease(conn, name, holder, self._clock(), ttl)
+
+    def renew_sweep_lease(self, holder: str, ttl: timedelta | None, name: str = SWEEP, **progress: Any) -> bool:
+        """Extends the lease by ``ttl`` (or releases it with ``ttl=None``) and saves the sweep's progress with it.
+        False when the lease was lost to another sweep."""
+        with self._transaction("saving the sweep's progress") as conn:
+            return sweeping.renew_lease(conn, name, holder, self._clock(), ttl, **progress)
+
+    def sweep_state(self, name: str = SWEEP) -> SweepState | None:
+        return self._read("reading the sweep state", sweeping.read_state, name)
+
+    def pending_page(
+        self,
+        *,
+        submitted_from: datetime,
+        submitted_to: datetime,
+        after: tuple[datetime, str] | None = None,
+        not_queried_since: datetime | None = None,
+        limit: int = 200,
+    ) -> list[sweeping.PendingRow]:
+        return self._read(
+            "reading pending orders",
+            lambda conn: sweeping.pending_page(
+                conn,
+                submitted_from=submitted_from,
+                submitted_to=submitted_to,
+                after=after,
+                not_queried_since=not_queried_since,
+                limit=limit,
+            ),
+        )
+
+    def record_query(self, out_id: str, answer: str, note: str) -> bool:
+        with self._transaction("recording a status query") as conn:
+            return sweeping.record_query(conn, out_id, answer, note, self._clock())
+
+    def expirable_orders(self, submitted_before: datetime, limit: int = 200) -> list[str]:
+        return self._read("reading expirable orders", sweeping.expirable, submitted_before, limit)
 
     # ---- reads ----------------------------------------------------------------------------------------
 
@@ -157,12 +268,48 @@ class Ledger:
     def summary(self) -> LedgerSummary:
         return self._read("summarising the ledger", queries.summary)
 
+    def due_events(self, limit: int = 100) -> list[OutboxEvent]:
+        """Events to deliver now: undelivered, not rejected, past their backoff; oldest first."""
+        rows = self._read("reading due events", events.due_events, self._clock(), limit)
+        return [queries.event_from_row(row) for row in rows]
+
+    def list_events(self, *, undelivered: bool = False, limit: int = 100) -> list[OutboxEvent]:
+        return self._read("listing outbox events", queries.list_events, undelivered, limit)
+
+    def dead_letters(self, *, include_replayed: bool = False, limit: int = 100) -> list[DeadLetterRecord]:
+        return self._read(
+            "listing dead letters",
+            lambda conn: dead_letters.list_dead_letters(conn, include_replayed=include_replayed, limit=limit),
+        )
+
+    def reconciliation(
+        self, submitted_from: datetime | None = None, submitted_to: datetime | None = None
+    ) -> reconciliation.Counts:
+        return self._read("counting for the report", reconciliation.counts, submitted_from, submitted_to)
+
+    def unresolved_orders(
+        self, limit: int = 1000, submitted_from: datetime | None = None, submitted_to: datetime | None = None
+    ) -> list[OrderRecord]:
+        """PENDING orders (submitted in the range, when given), oldest first."""
+        return self._read("reading unresolved orders", reconciliation.unresolved, limit, submitted_from, submitted_to)
+
     # ---- plumbing -------------------------------------------------------------------------------------
 
     @contextmanager
     def _transaction(self, doing: str) -> Iterator[Connection]:
         with transient_errors(self.url, doing), self.engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def _sqlite_without_foreign_keys(self, doing: str) -> Iterator[Connection]:
+        with transient_errors(self.url, doing), self.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection  # PRAGMA foreign_keys is a no-op inside a transaction
+            raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                raw.execute("PRAGMA foreign_keys=ON")
 
     def _read(self, doing: str, query: Callable[..., Any], *args: Any) -> Any:
         with self._transaction(doing) as conn:

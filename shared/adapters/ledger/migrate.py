@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, insert, inspect, select, text
+from sqlalchemy import CheckConstraint, Connection, Table, func, insert, inspect, select, text
+from sqlalchemy.schema import AddConstraint, CreateColumn, CreateTable, DropConstraint
 
 from shared.adapters.ledger.records import MigrationResult, utc_now
-from shared.adapters.ledger.schema import metadata, schema_version
+from shared.adapters.ledger.schema import metadata, orders, outbox, receipts, schema_version, sweep_state
 from shared.errors import TransientError
 
 
@@ -29,7 +30,66 @@ def _create_tables(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
-STEPS: tuple[Step, ...] = (Step(1, "orders, receipts, dead_letters, outbox", _create_tables),)
+def _v2_intake_sweep_and_delivery(conn: Connection) -> None:
+    """orders: product, flow API, charge id and attempts, last status query; outbox: backoff and rejection;
+    sweep_state; the resolver / source 'charge'. Idempotent: MySQL commits each DDL statement by itself, so a step
+    interrupted there must be able to run again."""
+    added = {
+        orders: ("product", "flow_api", "charge_id", "charge_attempts", "last_charge_at", "last_query_at",
+                 "last_query_answer", "last_query_note"),
+        outbox: ("next_attempt_at", "rejected_at"),
+    }  # fmt: skip
+    for table, names in added.items():
+        present = {column["name"] for column in inspect(conn).get_columns(table.name)}
+        for name in names:
+            if name not in present:
+                column = CreateColumn(table.c[name]).compile(dialect=conn.dialect)
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column}"))
+    sweep_state.create(conn, checkfirst=True)
+    _replace_check(conn, orders, "ck_orders_resolved_by")
+    _replace_check(conn, receipts, "ck_receipts_source")
+
+
+def _replace_check(conn: Connection, table: Table, name: str) -> None:
+    """Brings a CHECK constraint to its definition in schema.py."""
+    if conn.dialect.name == "sqlite":  # SQLite cannot alter a constraint: the table is rebuilt
+        _rebuild_sqlite_table(conn, table)
+        return
+    constraint = next(c for c in table.constraints if isinstance(c, CheckConstraint) and c.name == name)
+    if any(found["name"] == name for found in inspect(conn).get_check_constraints(table.name)):
+        conn.execute(DropConstraint(constraint))
+    conn.execute(AddConstraint(constraint))
+
+
+def _rebuild_sqlite_table(conn: Connection, table: Table) -> None:
+    """SQLite's documented way to change a table's definition (lang_altertable.html, "other kinds of table schema
+    changes"): create the new shape, copy the rows, drop the old table, rename. Needs foreign keys off (the Ledger
+    migrates SQLite so) and checks them afterwards."""
+    new_name = f"{table.name}__new"
+    ddl = str(CreateTable(table).compile(dialect=conn.dialect)).strip()
+    prefix = f"CREATE TABLE {table.name} ("
+    if not ddl.startswith(prefix):
+        raise RuntimeError(f"unexpected DDL for {table.name}: {ddl[:60]!r}")
+    conn.execute(text(f"DROP TABLE IF EXISTS {new_name}"))
+    conn.execute(text(f"CREATE TABLE {new_name} (" + ddl[len(prefix) :]))
+    present = {column["name"] for column in inspect(conn).get_columns(table.name)}
+    columns = ", ".join(column.name for column in table.columns if column.name in present)
+    conn.execute(text(f"INSERT INTO {new_name} ({columns}) SELECT {columns} FROM {table.name}"))
+    conn.execute(text(f"DROP TABLE {table.name}"))
+    conn.execute(text(f"ALTER TABLE {new_name} RENAME TO {table.name}"))
+    for index in table.indexes:
+        index.create(conn)
+    broken = conn.execute(text("PRAGMA foreign_key_check")).fetchall()
+    if broken:
+        raise RuntimeError(f"rebuilding {table.name} broke {len(broken)} foreign key reference(s)")
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "orders, receipts, dead_letters, outbox", _create_tables),
+    Step(
+        2, "order intake and sweep columns, outbox backoff, sweep_state, resolver charge", _v2_intake_sweep_and_delivery
+    ),
+)
 LATEST_VERSION = STEPS[-1].version
 _LOCK_NAME = "flow_receipts_migrate"
 _PG_LOCK_KEY = 0x666C6F77  # "flow"

@@ -20,10 +20,10 @@ from shared.domain.orders import Outcome, Source, Status
 
 def get_order(conn: Connection, out_id: str) -> OrderRecord | None:
     row = conn.execute(select(orders).where(orders.c.out_id == out_id)).mappings().first()
-    return _order(row) if row is not None else None
+    return order_from_row(row) if row is not None else None
 
 
-def _order(row: Any) -> OrderRecord:
+def order_from_row(row: Any) -> OrderRecord:
     return OrderRecord(
         out_id=row["out_id"],
         phone=row["phone"],
@@ -36,6 +36,14 @@ def _order(row: Any) -> OrderRecord:
         resolved_at=row["resolved_at"],
         created_at=row["created_at"],
         registered=bool(row["registered"]),
+        product=row["product"],
+        flow_api=row["flow_api"],
+        charge_id=row["charge_id"],
+        charge_attempts=int(row["charge_attempts"] or 0),
+        last_charge_at=row["last_charge_at"],
+        last_query_at=row["last_query_at"],
+        last_query_answer=row["last_query_answer"],
+        last_query_note=row["last_query_note"],
     )
 
 
@@ -52,7 +60,7 @@ def outbox_events(conn: Connection, out_id: str | None = None) -> list[OutboxEve
     query = select(outbox).order_by(outbox.c.created_at, outbox.c.event_id)
     if out_id is not None:
         query = query.where(outbox.c.out_id == out_id)
-    return [_event(row) for row in conn.execute(query).mappings()]
+    return [event_from_row(row) for row in conn.execute(query).mappings()]
 
 
 def undelivered_events(conn: Connection, limit: int) -> list[OutboxEvent]:
@@ -62,11 +70,19 @@ def undelivered_events(conn: Connection, limit: int) -> list[OutboxEvent]:
         .order_by(outbox.c.delivered_at, outbox.c.created_at)
         .limit(limit)
     )
-    return [_event(row) for row in conn.execute(query).mappings()]
+    return [event_from_row(row) for row in conn.execute(query).mappings()]
 
 
-def _event(row: Any) -> OutboxEvent:
+def event_from_row(row: Any) -> OutboxEvent:
     return OutboxEvent(**{**row, "payload": json.loads(row["payload"])})
+
+
+def list_events(conn: Connection, undelivered: bool, limit: int) -> list[OutboxEvent]:
+    """Newest first; with ``undelivered``, only events not delivered (rejected ones included)."""
+    query = select(outbox).order_by(outbox.c.created_at.desc(), outbox.c.event_id).limit(limit)
+    if undelivered:
+        query = query.where(outbox.c.delivered_at.is_(None))
+    return [event_from_row(row) for row in conn.execute(query).mappings()]
 
 
 def get_dead_letter(conn: Connection, message_id: str) -> DeadLetterRecord | None:

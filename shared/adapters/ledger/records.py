@@ -65,7 +65,11 @@ class ReportToApply:
 class ApplyResult:
     outcome: Outcome
     status: Status  # the order's status after the call
-    event_id: str | None = None  # the outbox event written for a real transition
+    event: dict[str, Any] | None = field(default=None, repr=False)  # the outbox event of a real transition
+
+    @property
+    def event_id(self) -> str | None:
+        return self.event["event_id"] if self.event is not None else None
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,14 @@ class OrderRecord:
     resolved_at: datetime | None
     created_at: datetime
     registered: bool
+    product: str | None = None
+    flow_api: str | None = None
+    charge_id: str | None = None
+    charge_attempts: int = 0
+    last_charge_at: datetime | None = None
+    last_query_at: datetime | None = None
+    last_query_answer: str | None = None
+    last_query_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,8 @@ class OutboxEvent:
     delivered_at: datetime | None
     attempts: int
     last_error: str | None
+    next_attempt_at: datetime | None = None
+    rejected_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -147,3 +161,45 @@ class MigrationResult:
     @property
     def changed(self) -> bool:
         return self.from_version != self.to_version
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    """An order to register: the business's out id and phone, and the product when flow-receipts places it."""
+
+    out_id: str
+    phone: str
+    product: str | None = None  # Charge's Grade or CreateCdpOrder's OfferId
+    flow_api: str | None = None  # charge | cdp
+    submitted_at: datetime | None = None  # None: now
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What registering a batch of orders did: out ids newly registered, claimed (first seen in a receipt) and
+    already registered before."""
+
+    registered: list[str] = field(default_factory=list)
+    claimed: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SweepState:
+    name: str
+    holder: str | None
+    lease_expires_at: datetime | None
+    cycle_id: str | None
+    cycle_started_at: datetime | None
+    phase: str | None
+    cursor_submitted_at: datetime | None
+    cursor_out_id: str | None
+    counts: dict[str, Any]
+    last_finished_at: datetime | None
+    updated_at: datetime
+
+    @property
+    def cursor(self) -> tuple[datetime, str] | None:
+        if self.cursor_submitted_at is None or self.cursor_out_id is None:
+            return None
+        return self.cursor_submitted_at, self.cursor_out_id

@@ -29,6 +29,9 @@ ERR_CODE_MAX = 64
 ERR_MSG_MAX = 512
 STATUS_MAX = 16
 RESULT_MAX = 8
+PRODUCT_MAX = 64
+CHARGE_ID_MAX = 64
+NOTE_MAX = 512
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -99,6 +102,16 @@ orders = Table(
     Column("resolved_at", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
     Column("registered", Boolean, nullable=False),
+    # Placing the top-up (flow-receipts charge; NULL / 0 when the business placed it itself).
+    Column("product", String(PRODUCT_MAX)),  # Charge's Grade or CreateCdpOrder's OfferId
+    Column("flow_api", String(STATUS_MAX)),  # charge | cdp
+    Column("charge_id", String(CHARGE_ID_MAX)),  # the provider's ChargeId / OrderId
+    Column("charge_attempts", Integer, nullable=False, server_default="0"),  # flow API calls started
+    Column("last_charge_at", UtcDateTime),
+    # The sweep's last status query (why an order is still unresolved).
+    Column("last_query_at", UtcDateTime),
+    Column("last_query_answer", String(STATUS_MAX)),  # SUCCEEDED | FAILED | STILL_PENDING | NOT_FOUND | ERROR
+    Column("last_query_note", String(NOTE_MAX)),
     CheckConstraint(_one_of("status", STATUSES), name="status"),
     CheckConstraint(f"resolved_by IS NULL OR {_one_of('resolved_by', SOURCES)}", name="resolved_by"),
     # The sweep pages through PENDING orders by (submitted_at, out_id): keyset pagination on this index.
@@ -151,10 +164,30 @@ outbox = Table(
     Column("delivered_at", UtcDateTime),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
+    Column("next_attempt_at", UtcDateTime),  # redelivery backoff; NULL: due now
+    Column("rejected_at", UtcDateTime),  # the webhook refused it for good (4xx): kept for a human, not retried
     # Undelivered events oldest first: WHERE delivered_at IS NULL ORDER BY created_at.
     Index("ix_outbox_delivered_at_created_at", "delivered_at", "created_at"),
     Index("ix_outbox_out_id", "out_id"),
     **TABLE_OPTIONS,
 )
 
-LEDGER_TABLES = (orders, receipts, dead_letters, outbox)
+# One row per sweep: its lease (no two sweeps at once) and its cursor (a stopped sweep resumes, skipping nothing).
+sweep_state = Table(
+    "sweep_state",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("holder", String(128)),  # who holds the lease (NULL: free)
+    Column("lease_expires_at", UtcDateTime),
+    Column("cycle_id", String(36)),  # the cycle in progress (NULL: none; the next run starts one)
+    Column("cycle_started_at", UtcDateTime),  # the cycle's "now": its window is computed from it
+    Column("phase", String(16)),  # the step the cycle is at
+    Column("cursor_submitted_at", UtcDateTime),  # keyset position: the last order done
+    Column("cursor_out_id", String(OUT_ID_MAX)),
+    Column("counts", Text),  # JSON: what the cycle did so far (for its report)
+    Column("last_finished_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    **TABLE_OPTIONS,
+)
+
+LEDGER_TABLES = (orders, receipts, dead_letters, outbox, sweep_state)

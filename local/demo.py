@@ -45,14 +45,15 @@ def _queue_depth(env: dict[str, str]) -> int:
 
 
 def _charge_everything(env: dict[str, str], orders: list[tuple[str, str]]) -> None:
-    from shared.adapters.alicom import FlowApi, acs_client
+    from shared.adapters.alicom import acs_client
+    from shared.adapters.flow import FlowApi
 
     client = acs_client(
         env["ALIBABA_CLOUD_ACCESS_KEY_ID"], env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"], None, env["FC_REGION"]
     )
     flow = FlowApi(client, env["FLOW_API_ENDPOINT"])
     for out_id, phone in orders:
-        flow.charge(out_id, phone, grade="100")
+        flow.place(out_id, phone, "100")
 
 
 def _drain_once(spec: FunctionSpec, env: dict[str, str]) -> dict:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from shared.adapters.alicom import TokenProvider, acs_client
 from shared.adapters.fc import Credentials, FcInvocation
+from shared.adapters.flow import FlowApi
 from shared.adapters.ledger import Ledger
 from shared.adapters.queue import AlicomQueue
 from shared.domain.models import Envelope
@@ -20,6 +21,8 @@ from shared.settings import Settings, load_settings
 if TYPE_CHECKING:
     from shared.adapters.dispatch import FcAsyncDispatcher
 
+FLOW_API_READ_TIMEOUT_SECONDS = 5.0  # a status query or a top-up slower than this is retried (same out id: safe)
+
 
 class Runtime:
     def __init__(self, settings_loader: Callable[[], Settings] = load_settings) -> None:
@@ -28,6 +31,7 @@ class Runtime:
         self._settings: Settings | None = None
         self._ledger: Ledger | None = None
         self._tokens: dict[str, TokenProvider] = {}
+        self._flow_apis: dict[str, FlowApi] = {}
         self._dispatchers: dict[str, FcAsyncDispatcher] = {}
 
     @property
@@ -72,6 +76,24 @@ class Runtime:
                 )
                 self._tokens = {credentials.access_key_id: provider}  # forget keys that rotated away
             return provider
+
+    def flow_api(self, credentials: Credentials) -> FlowApi:
+        """The flow API (FLOW_API) with these credentials, one per AccessKey; thread-safe."""
+        settings = self.settings
+        register_secret(credentials.access_key_secret, credentials.security_token)
+        with self._lock:
+            api = self._flow_apis.get(credentials.access_key_id)
+            if api is None:
+                client = acs_client(
+                    credentials.access_key_id,
+                    credentials.access_key_secret,
+                    credentials.security_token,
+                    settings.alicom_region,
+                    read_timeout=FLOW_API_READ_TIMEOUT_SECONDS,
+                )
+                api = FlowApi(client, settings.flow_api_endpoint, settings.flow_api)
+                self._flow_apis = {credentials.access_key_id: api}  # forget keys that rotated away
+            return api
 
     def queue_factory(self, credentials: Credentials) -> Callable[[], AlicomQueue]:
         settings = self.settings

@@ -23,7 +23,11 @@ from local.httpd import BackgroundServer, Handler, Server
 from local.mns import MnsEmulator
 from local.mns.stats import Stats
 
-FAULT_KINDS = ("internal_error", "throttle", "unavailable", "drop_connection")
+FAULT_KINDS = ("internal_error", "throttle", "unavailable", "drop_connection", "garbled", "unknown_status")
+# The answer of a status query, when "unknown_status" strikes: a value no documented mapping knows.
+UNKNOWN_STATUS = "REFUND_PENDING"
+STATUS_QUERIES = {"QueryChargeDetail": "ChargeDetail", "QueryCdpOrder": "Data"}
+GARBLED_BODY = b"<html><head><title>502 Bad Gateway</title></head><body>Tengine</body></html>"
 UNKNOWN_ACTION = "Unknown"
 
 
@@ -253,6 +257,15 @@ class AlicomEmulator:
             failure = errors.internal_error()
             message = f"{failure.message} ({type(exc).__name__} in the emulator)"
             status, payload = failure.status, shapes.pop_error(request_id, host_id, failure.code, message)
+        if status == 200 and self.fault_plan.strikes(operation, "garbled"):  # e.g. a proxy's error page
+            self.action_stats.fault(operation, "garbled")
+            self.action_stats.response(operation, status, "garbled")
+            handler.respond(status, GARBLED_BODY, [("Content-Type", "text/html"), ("x-acs-request-id", request_id)])
+            return
+        detail = payload.get(STATUS_QUERIES.get(operation, ""))
+        if isinstance(detail, dict) and "Status" in detail and self.fault_plan.strikes(operation, "unknown_status"):
+            self.action_stats.fault(operation, "unknown_status")
+            detail["Status"] = UNKNOWN_STATUS
         code = payload.get("Code")
         self.action_stats.response(operation, status, None if code == shapes.OK else code)
         answer = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,12 +1,10 @@
-"""Alicom's APIs through aliyun-python-sdk-core (CommonRequest, RPC): the queue token and the flow top-up APIs.
+"""Alicom's APIs through aliyun-python-sdk-core (CommonRequest, RPC): the queue token, and the call shared by all.
 
 - Dybaseapi 2017-05-25 ``QueryTokenForMnsQueue`` (reference/alicom.md §1): STS credentials for the receipt queue.
   ``TokenProvider`` caches the token per instance and refreshes it when less than the margin (120 s) remains
   before its ``ExpireTime`` — Beijing time without an offset, parsed as Asia/Shanghai whatever the host's time
   zone (pitfalls 1-3) — or at once after an MNS authentication error (``invalidate``).
-- Dycdpapi 2017-05-25 ``Charge`` and ``QueryChargeDetail`` (§5.1): ``FlowApi``. Charge is idempotent per
-  ``OutId``; the status query's answer fields are not public, so the parsing follows the emulated shape in
-  local/alicom/shapes.py and every answer is kept raw for callers.
+- ``PopCaller``: one RPC call and its errors, shared with the flow top-up APIs (shared.adapters.flow).
 
 Errors, as the pipeline understands them (shared/errors.py):
 
@@ -14,8 +12,9 @@ Errors, as the pipeline understands them (shared/errors.py):
   answers. Retrying later may succeed (a retried Charge with the same out id is safe: one top-up per out id).
 - ``ConfigError``: one line naming what to check — bad AccessKey (unknown id, wrong secret, no permission),
   wrong endpoint, a queue token refused for the configured message type / queue (``isv.INVALID_PARAMETERS``).
-- ``AlicomRefused`` (``ChargeRejected`` for Charge): Alicom refused this one request (``Code`` other than OK, e.g.
-  ``isv.MOBILE_NUMBER_ILLEGAL``); other requests may still succeed.
+- ``AlicomRefused``: Alicom refused this one request (``Code`` other than OK, e.g. ``isv.MOBILE_NUMBER_ILLEGAL``);
+  other requests may still succeed. ``UnreadableAnswer``: HTTP 200 with a body that is not JSON (transient).
+  ``Throttled`` (transient): back off longer.
 
 The SDK itself (about 100 ms of imports: it vendors requests) is imported when the first client is built, not when
 this module is imported. No secret is ever put in a message or a log line; the token's secret and security token
@@ -32,13 +31,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 
-from shared.errors import ConfigError, TransientError
-from shared.logs import logger, mask_phone, register_secret
+from shared.errors import ConfigError, Throttled, TransientError
+from shared.logs import logger, register_secret
 
 if TYPE_CHECKING:
     from aliyunsdkcore.client import AcsClient
@@ -51,16 +50,9 @@ except Exception:  # no tz database (tzdata is a dependency): China has had no d
     SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 DYBASEAPI_VERSION = "2017-05-25"
-DYCDPAPI_VERSION = "2017-05-25"
 TOKEN_ACTION = "QueryTokenForMnsQueue"
-CHARGE_ACTION = "Charge"
-QUERY_ACTION = "QueryChargeDetail"
 OK = "OK"
 DEFAULT_REFRESH_MARGIN_SECONDS = 120.0
-# EMULATED (reference §5.5: the real code is not public): no charge for this out id within the last 30 days.
-NOT_FOUND_CODES = frozenset({"isv.RECORD_NOT_FOUND"})
-# QueryChargeDetail's ChargeDetail.Status (EMULATED shape, local/alicom/shapes.py) -> ChargeStatus.state.
-_STATES = {"SUCCESS": "success", "FAILED": "failure", "PROCESSING": "processing"}
 
 # POP gateway codes (HTTP 4xx) that mean the caller's AccessKey or its permissions are wrong.
 _CREDENTIAL_CODES = (
@@ -89,7 +81,13 @@ _ALICOM_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?
 _QUERY_STRING = re.compile(r"\?\S*")  # URLs in SDK network errors carry the signed query (Signature, SecurityToken)
 _MAX_DETAIL = 300
 
-ChargeState = Literal["success", "failure", "processing", "not_found"]
+
+class UnreadableAnswer(TransientError):
+    """HTTP 200 whose body is not a JSON object (a proxy's error page, a truncated answer). ``text`` is its start."""
+
+    def __init__(self, message: str, text: str) -> None:
+        super().__init__(message)
+        self.text = text
 
 
 class AlicomRefused(Exception):
@@ -100,10 +98,6 @@ class AlicomRefused(Exception):
         self.code = code
         self.message = message
         self.raw = dict(raw or {})
-
-
-class ChargeRejected(AlicomRefused):
-    """Charge refused for a business reason (e.g. ``isv.MOBILE_NUMBER_ILLEGAL``): this top-up was not placed."""
 
 
 @dataclass(frozen=True)
@@ -117,21 +111,6 @@ class QueueToken:
 
     def seconds_left(self, now: float | None = None) -> float:
         return self.expires_at.timestamp() - (time.time() if now is None else now)
-
-
-@dataclass(frozen=True)
-class ChargeStatus:
-    """QueryChargeDetail's answer for one out id. ``raw`` is the whole answer as Alicom sent it."""
-
-    state: ChargeState
-    err_code: str = ""
-    err_msg: str = ""
-    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # holds the phone number
-
-    @property
-    def result(self) -> str | None:
-        """The FlowReport result the state amounts to: "3" success, "4" failure, None while not final."""
-        return {"success": "3", "failure": "4"}.get(self.state)
 
 
 @dataclass(frozen=True)
@@ -205,7 +184,7 @@ def _one_line(text: object) -> str:
     return line if len(line) <= _MAX_DETAIL else line[:_MAX_DETAIL] + "…"
 
 
-class _Caller:
+class PopCaller:
     """One RPC call through the SDK, its failures mapped onto the pipeline's errors."""
 
     def __init__(self, client: AcsClient, endpoint: str, what: str) -> None:
@@ -240,7 +219,10 @@ class _Caller:
         except (ValueError, TypeError):
             answer = None
         if not isinstance(answer, dict):
-            raise TransientError(f"{action} at {self.endpoint} answered something that is not a JSON object{context}")
+            text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+            raise UnreadableAnswer(
+                f"{action} at {self.endpoint} answered something that is not a JSON object{context}", text[:500]
+            )
         return answer
 
     def _client_error(self, exc: ClientException, action: str, context: str) -> Exception:
@@ -257,7 +239,9 @@ class _Caller:
         if code == "SignatureDoesNotMatch":  # its message quotes the server's string to sign: not useful here
             said = "SignatureDoesNotMatch: the secret does not belong to this AccessKey id"
         where = f"{action} at {self.endpoint}{context}"
-        if status >= 500 or status == 429 or code.startswith(_TRANSIENT_CODES):
+        if status == 429 or code.startswith("Throttling"):
+            return Throttled(f"{where} was throttled, retry later: HTTP {status} {said}")
+        if status >= 500 or code.startswith(_TRANSIENT_CODES):
             return TransientError(f"{where} failed, retry later: HTTP {status} {said}")
         if code == "InvalidSecurityToken.Expired":
             return TransientError(f"{where}: the caller's STS token expired; build the client from fresh credentials")
@@ -279,7 +263,9 @@ class _Caller:
         code = str(answer.get("Code") or "")
         said = f"{code or 'no Code'}: {_one_line(answer.get('Message') or '')}"
         where = f"{action} at {self.endpoint}{context}"
-        if (code.startswith("isp.") and code not in _ACCOUNT_CODES) or "LIMIT_CONTROL" in code or "Throttling" in code:
+        if "LIMIT_CONTROL" in code or "Throttling" in code:
+            return Throttled(f"{where} was throttled, retry later: {said}")
+        if code.startswith("isp.") and code not in _ACCOUNT_CODES:
             return TransientError(f"{where} failed, retry later: {said}")
         if code in _ACCOUNT_CODES:
             return ConfigError(f"{where} was refused for the whole account ({said}); check the account and its RAM")
@@ -313,7 +299,7 @@ class TokenProvider:
             raise ConfigError("ALICOM_MESSAGE_TYPE: must not be empty (e.g. FlowReport)")
         if refresh_margin_seconds < 0:
             raise ConfigError(f"TOKEN_REFRESH_MARGIN_SECONDS: must be at least 0 (got {refresh_margin_seconds})")
-        self._caller = _Caller(client, endpoint, "ALICOM_API_ENDPOINT")
+        self._caller = PopCaller(client, endpoint, "ALICOM_API_ENDPOINT")
         self.message_type = message_type
         self.queue_name = queue_name
         self.refresh_margin_seconds = float(refresh_margin_seconds)
@@ -428,76 +414,3 @@ class TokenProvider:
             lifetime = expires_at.timestamp() - now
         token = QueueToken(values["AccessKeyId"], values["AccessKeySecret"], values["SecurityToken"], expires_at)
         return token, max(lifetime, 0.0)
-
-
-# --- the flow top-up APIs -----------------------------------------------------------------------------------
-
-
-class FlowApi:
-    """Dycdpapi 2017-05-25: ``charge`` places a top-up (once per out id), ``query_charge`` asks its status (records
-    of the last 30 days). Stateless: safe to share between threads."""
-
-    def __init__(self, client: AcsClient, endpoint: str) -> None:
-        self._caller = _Caller(client, endpoint, "FLOW_API_ENDPOINT")
-
-    @property
-    def endpoint(self) -> str:
-        return self._caller.endpoint
-
-    def set_client(self, client: AcsClient) -> None:
-        self._caller.set_client(client)
-
-    def charge(self, out_id: str, phone: str, grade: str) -> dict[str, Any]:
-        """Tops up ``phone`` with the package ``grade``; Alicom charges one out id once (a repeat answers like the
-        first call). Returns the raw answer (``ChargeId`` in the emulator). ChargeRejected when refused."""
-        _require_text(out_id=out_id, phone=phone, grade=grade)
-        context = f" (out_id={out_id})"
-        params = {"PhoneNumber": phone, "Grade": grade, "OutId": out_id}
-        try:
-            answer = self._caller.call(DYCDPAPI_VERSION, CHARGE_ACTION, params, context)
-        except AlicomRefused as refused:
-            raise ChargeRejected(refused.code, refused.message, refused.raw) from None
-        code = answer.get("Code")
-        if code != OK:
-            error = self._caller.business_error(CHARGE_ACTION, answer, context)
-            if error is not None:
-                raise error
-            raise ChargeRejected(str(code or ""), _one_line(answer.get("Message") or ""), answer)
-        logger.info(
-            "charge accepted",
-            extra={"out_id": out_id, "phone": mask_phone(phone), "grade": grade, "charge_id": answer.get("ChargeId")},
-        )
-        return answer
-
-    def query_charge(self, out_id: str) -> ChargeStatus:
-        """The status of the charge for ``out_id``: success / failure / processing, or not_found (unknown, or made
-        more than 30 days ago). AlicomRefused for any other refusal of this query."""
-        _require_text(out_id=out_id)
-        context = f" (out_id={out_id})"
-        answer = self._caller.call(DYCDPAPI_VERSION, QUERY_ACTION, {"OutId": out_id}, context)
-        code = answer.get("Code")
-        if code in NOT_FOUND_CODES:
-            return ChargeStatus("not_found", raw=answer)
-        if code != OK:
-            error = self._caller.business_error(QUERY_ACTION, answer, context)
-            if error is not None:
-                raise error
-            raise AlicomRefused(str(code or ""), _one_line(answer.get("Message") or ""), answer)
-        detail = answer.get("ChargeDetail")
-        if not isinstance(detail, Mapping):
-            raise TransientError(f"{QUERY_ACTION} answered Code OK{context} without a ChargeDetail object")
-        status = str(detail.get("Status") or "")
-        state = _STATES.get(status.upper())
-        if state is None:
-            raise TransientError(f"{QUERY_ACTION} answered an unknown ChargeDetail.Status {status[:40]!r}{context}")
-        return ChargeStatus(state, _text(detail.get("ErrorCode")), _text(detail.get("ErrorMsg")), answer)  # type: ignore[arg-type]
-
-
-def _text(value: object) -> str:
-    return "" if value is None else str(value)
-
-
-def _require_text(**values: object) -> None:
-    for name, value in values.items():
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{name} must be a non-empty string")

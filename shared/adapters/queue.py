@@ -31,9 +31,9 @@ network errors, unreadable answers                deadline
 ================================================  ====================================================
 
 Backoff and retry live OUTSIDE the queue methods, in the caller's loop (the drainer backs off between receives) or
-in ``retrying(call, deadline)``: bounded exponential backoff with jitter on ``TransientError`` (longer for
-``Throttled``), only while the next attempt can still start before the deadline; ``StaleHandle`` and anything that
-is not transient propagate at once. Nothing is retried twice by two layers: the SDK itself never retries
+in ``shared.retry.retrying(call, deadline)``: bounded exponential backoff with jitter on ``TransientError`` (longer
+for ``Throttled``), only while the next attempt can still start before the deadline; ``StaleHandle`` and anything
+that is not transient propagate at once. Nothing is retried twice by two layers: the SDK itself never retries
 (mns-wire.md §2.2, §6.6).
 """
 
@@ -42,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import math
-import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from mns.account import Account
 from mns.mns_exception import MNSExceptionBase, MNSServerException
 
+from shared import errors
 from shared.domain.models import Envelope
 from shared.errors import ConfigError, TransientError
 from shared.logs import logger, register_secret
@@ -92,7 +92,7 @@ class AccessDenied(_Coded, ConfigError):
     """MNS refused the queue token for this queue: a wrong queue name or message type. One line naming both."""
 
 
-class Throttled(_Coded, TransientError):
+class Throttled(_Coded, errors.Throttled):
     """QpsLimitExceeded: back off before the next call."""
 
 
@@ -108,6 +108,8 @@ class StaleHandle(_Coded, TransientError):
     """The receipt handle no longer holds the message (it became visible again, or a newer handle replaced it).
 
     Transient for the pipeline (never delete; the message comes back), but retrying the same call cannot help."""
+
+    retry_helps = False
 
 
 # --- values ---------------------------------------------------------------------------------------------------
@@ -409,45 +411,3 @@ class AlicomQueue:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-# --- bounded retry --------------------------------------------------------------------------------------------
-
-
-def retrying(
-    call: Callable[[], _T],
-    deadline: float,
-    *,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-    base_seconds: float = 0.2,
-    throttled_base_seconds: float = 1.0,
-    max_seconds: float = 5.0,
-    jitter: Callable[[], float] = random.random,
-) -> _T:
-    """``call()``, retried on ``TransientError`` with exponential backoff while time is left before ``deadline``.
-
-    The n-th pause (n = 0, 1, ...) is ``min(max_seconds, base * 2**n)``, scaled by a random factor in [0.5, 1)
-    ("equal jitter": pollers that failed together do not retry together); ``base`` is ``throttled_base_seconds``
-    after a ``Throttled`` error and ``base_seconds`` otherwise. When the pause would end at or after ``deadline``
-    (a ``clock()`` value, ``time.monotonic`` by default, like ``FcInvocation.deadline``) the last error is raised.
-    ``StaleHandle`` (retrying the same handle cannot help), ``ConfigError``, ``PoisonMessage`` and anything else
-    that is not a ``TransientError`` propagate at once.
-    """
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except StaleHandle:
-            raise
-        except TransientError as error:
-            base = throttled_base_seconds if isinstance(error, Throttled) else base_seconds
-            pause = min(max_seconds, base * 2**attempt) * (0.5 + jitter() / 2)
-            if clock() + pause >= deadline:
-                raise
-            logger.info(
-                "transient error; retrying",
-                extra={"error": str(error), "attempt": attempt + 1, "backoff_s": round(pause, 3)},
-            )
-            sleep(pause)
-            attempt += 1

@@ -24,10 +24,10 @@ from shared.adapters.queue import (
     StaleHandle,
     Throttled,
     TokenRejected,
-    retrying,
 )
 from shared.domain.models import decode_body
 from shared.errors import ConfigError, PoisonMessage, TransientError
+from shared.retry import retrying
 
 MESSAGE_TYPE = "FlowReport"
 

@@ -47,7 +47,9 @@ _FC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")  # FC 2.0 service / func
 _MNS_QUEUE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,119}")
 _DATABASE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+._-]*://\S*")
 _PLAIN = re.compile(r"[\w.:/@+-]+")
-_SECRET_VARIABLES = frozenset({"ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN", "LEDGER_URL"})
+_SECRET_VARIABLES = frozenset(
+    {"ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN", "LEDGER_URL", "WEBHOOK_SECRET", "WEBHOOK_URL"}
+)
 
 
 def _endpoint(value: str) -> str:
@@ -85,8 +87,24 @@ def _log_level(value: Any) -> Any:
     return value
 
 
+def _webhook_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        raise ValueError("must be an http or https URL without credentials, e.g. https://example.com/hooks/flow")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("has a bad port") from None
+    return value
+
+
+_HOOK = re.compile(r"[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
+
+
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
 Region = Annotated[str, _matching(_REGION, "cn-hangzhou")]
+WebhookUrl = Annotated[str, AfterValidator(_webhook_url)]
+HookPath = Annotated[str, _matching(_HOOK, "module.path:function")]
 FcName = Annotated[str, _matching(_FC_NAME, "an FC name (letters, digits, '_', '-'; no digit or '-' first)")]
 
 
@@ -212,6 +230,123 @@ class Settings(BaseModel):
         None, alias="DLQ_QUEUE_NAME", description="Dead-letter queue in your own MNS (needs MNS_ENDPOINT)."
     )
 
+    # --- placing top-ups (flow-receipts charge) ---
+    flow_api: Annotated[Literal["charge", "cdp"], BeforeValidator(_lower)] = Field(
+        "charge",
+        alias="FLOW_API",
+        description="Which flow API places and checks top-ups: `charge` (Dycdpapi 2017-05-25 Charge with a grade, "
+        "QueryChargeDetail) or `cdp` (2018-06-10 CreateCdpOrder with an offer id, QueryCdpOrder).",
+    )
+    charge_rate_per_second: float = Field(
+        10.0,
+        gt=0,
+        le=1000,
+        alias="CHARGE_RATE_PER_SECOND",
+        description="Top-ups per second placed by `flow-receipts charge --from-csv`.",
+    )
+
+    # --- the daily sweep ---
+    sweep_grace_seconds: float = Field(
+        3600.0,
+        ge=0,
+        le=7 * 86400,
+        alias="SWEEP_GRACE_SECONDS",
+        description="PENDING orders younger than this are left to their receipts; older ones are asked about.",
+    )
+    sweep_qps: float = Field(20.0, gt=0, le=1000, alias="SWEEP_QPS", description="Status queries per second, at most.")
+    sweep_concurrency: int = Field(
+        4, ge=1, le=64, alias="SWEEP_CONCURRENCY", description="Status queries in flight at once, at most."
+    )
+    sweep_page_size: int = Field(
+        200, ge=1, le=5000, alias="SWEEP_PAGE_SIZE", description="PENDING orders read per page (keyset pagination)."
+    )
+    sweep_deadline_margin_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        alias="SWEEP_DEADLINE_MARGIN_SECONDS",
+        description="The sweep stops starting new work this long before its timeout and saves its cursor.",
+    )
+    sweep_lease_seconds: float = Field(
+        300.0,
+        ge=10,
+        le=86400,
+        alias="SWEEP_LEASE_SECONDS",
+        description="A sweep holds a lease in the ledger, renewed as it goes; one that stopped renewing (killed) is "
+        "taken over this long after its last renewal.",
+    )
+    sweep_not_found: Annotated[Literal["resubmit", "fail", "wait"], BeforeValidator(_lower)] = Field(
+        "resubmit",
+        alias="SWEEP_NOT_FOUND",
+        description="What a NOT_FOUND answer (the provider has no record of the out id) does once it is believed: "
+        "`resubmit` the top-up (idempotent per out id; orders placed by `flow-receipts charge` only, at most once, and "
+        "only while younger than SWEEP_RESUBMIT_MAX_AGE_SECONDS; otherwise it fails), `fail` the order "
+        "(err_code NOT_FOUND), or `wait` for expiry.",
+    )
+    sweep_not_found_after_seconds: float = Field(
+        1800.0,
+        ge=0,
+        le=30 * 86400,
+        alias="SWEEP_NOT_FOUND_AFTER_SECONDS",
+        description="A NOT_FOUND answer is believed only this long after the order's last charge attempt (a top-up "
+        "just placed may not be queryable yet).",
+    )
+    sweep_resubmit_max_age_seconds: float = Field(
+        86400.0,
+        ge=0,
+        le=30 * 86400,
+        alias="SWEEP_RESUBMIT_MAX_AGE_SECONDS",
+        description="Never re-submit a top-up registered longer ago than this: a late top-up is failed instead.",
+    )
+    sweep_self_invoke: bool = Field(
+        False,
+        alias="SWEEP_SELF_INVOKE",
+        description="On FC: when the sweep stops at its deadline with work left, it invokes itself asynchronously "
+        "to continue from its cursor (otherwise the next scheduled run resumes).",
+    )
+    report_dir: str = Field(
+        "/tmp/flow-receipts/reports",
+        alias="REPORT_DIR",
+        description="Where the sweep writes its reconciliation reports (JSON and CSV); on FC an OSS-mounted path.",
+    )
+
+    # --- telling your business code ---
+    webhook_url: WebhookUrl | None = Field(
+        None,
+        alias="WEBHOOK_URL",
+        description="POST every order event here as JSON, signed with WEBHOOK_SECRET (HMAC-SHA256 over timestamp + "
+        "body).",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, alias="WEBHOOK_SECRET", description="Key of the webhook signature (never logged); needs WEBHOOK_URL."
+    )
+    webhook_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, alias="WEBHOOK_TIMEOUT_SECONDS", description="Timeout of one webhook request."
+    )
+    notify_hook: HookPath | None = Field(
+        None,
+        alias="NOTIFY_HOOK",
+        description="`module:function` called with every order event (a dict), importable from the function's code.",
+    )
+    notify_hook_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, alias="NOTIFY_HOOK_TIMEOUT_SECONDS", description="How long one hook call may take."
+    )
+    notify_budget_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=300,
+        alias="NOTIFY_BUDGET_SECONDS",
+        description="Time a drain or processor run spends delivering its new events after committing them; what is "
+        "left is redelivered by the sweep and by `flow-receipts outbox redeliver`.",
+    )
+    notify_retry_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=86400,
+        alias="NOTIFY_RETRY_SECONDS",
+        description="Backoff before the first redelivery of a failed event; it doubles per attempt up to an hour.",
+    )
+
     log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_log_level)] = Field(
         "INFO", alias="LOG_LEVEL", description="`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`."
     )
@@ -254,6 +389,10 @@ class Settings(BaseModel):
             )
         if self.dlq_queue_name is not None and self.mns_endpoint is None:
             raise ValueError("MNS_ENDPOINT: required when DLQ_QUEUE_NAME is set")
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("WEBHOOK_SECRET: required when WEBHOOK_URL is set (every delivery is signed)")
+        if self.webhook_secret is not None and self.webhook_url is None:
+            raise ValueError("WEBHOOK_URL: required when WEBHOOK_SECRET is set")
         return self
 
     @classmethod

@@ -4,7 +4,9 @@ all served at one endpoint; the Version parameter picks the API."""
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -66,6 +68,8 @@ class AlicomApi:
         self._planner = planner
         self._scheduler = scheduler
         self._behaviour = behaviour
+        self._queries_lock = threading.Lock()
+        self._queries: Counter[str] = Counter()  # status queries answered, per out id
 
     def handle(self, action: ApiAction, customer: Customer, params: dict[str, str], request_id: str) -> dict:
         require(params, *action.required)
@@ -122,7 +126,14 @@ class AlicomApi:
         )
         return shapes.cdp_order_created(request_id, charge, duplicate=not created)
 
+    def queries(self) -> dict[str, int]:
+        """How many status queries were answered for each out id (both APIs)."""
+        with self._queries_lock:
+            return dict(self._queries)
+
     def _find_recent(self, customer: Customer, out_id: str) -> Charge | None:
+        with self._queries_lock:
+            self._queries[out_id] += 1
         charge = self._book.find(customer.uid, out_id)
         return charge if charge is not None and charge.within_query_window(time.time()) else None
 

@@ -2,6 +2,7 @@
 
 GET stats | GET, PUT, DELETE faults | GET, PUT behaviour | GET accounts | GET idle?timeout=S |
 POST reports {"uid"?, "out_id", "phone", "result", "err_code"?, "err_msg"?} or {"uid"?, "raw_body"} |
+GET queries (status queries answered per out id) |
 POST charges {"out_id", "uid"?, "charged_at"? (ISO 8601 or epoch) | "days_ago"?, "status"?, "err_code"?,
 "err_msg"?, "phone"?, "product"?, "api"?} | GET charges | GET charges/<out_id>?uid=...
 """
@@ -77,6 +78,8 @@ def _route(
         return 200, {"idle": emulator.wait_idle(float(options.get("timeout", 0)))}
     if route == ("POST", "/reports"):
         return 201, {"message_id": _publish(emulator, body)}
+    if route == ("GET", "/queries"):
+        return 200, emulator.api.queries()
     if route == ("GET", "/charges"):
         return 200, emulator.charges()
     if route == ("POST", "/charges"):

@@ -1,8 +1,12 @@
-"""The Alicom receipt queue through aliyun-mns-sdk: batch receive, batch delete, change visibility, and errors the
-pipeline understands (reference/mns-wire.md; reference/alicom.md §1.5, §3.8, pitfalls 8-9).
+"""MNS queues through aliyun-mns-sdk: batch receive, batch delete, change visibility, and errors the pipeline
+understands (reference/mns-wire.md; reference/alicom.md §1.5, §3.8, pitfalls 8-9).
 
-``AlicomQueue(endpoint, queue_name, message_type, tokens)`` — ONE instance per poller thread: the SDK client holds
-one persistent HTTP connection and is not thread-safe (mns-wire.md §2.2).
+``AlicomQueue(endpoint, queue_name, message_type, tokens)`` — the Alicom receipt queue, signed with queue tokens
+from ``QueryTokenForMnsQueue``; its error lines name the ``ALICOM_*`` settings. ``MnsQueue`` (same arguments) is the
+same queue access for a queue in the customer's own MNS, and names ``MNS_ENDPOINT`` / ``DLQ_QUEUE_NAME``;
+``dlq_queue(endpoint, queue_name, credentials)`` builds one for the processor's failure destination queue, signed
+with the function's own key through ``StaticTokens``. ONE instance per poller thread: the SDK client holds one
+persistent HTTP connection and is not thread-safe (mns-wire.md §2.2).
 
 - ``receive(max_count=16, wait_seconds=0, *, deadline=None) -> list[Received]``: raw mode (``set_encoding(False)``),
   so a body that is not base64 never breaks a batch (mns-wire.md §1 item 9); the body stays exactly as stored and
@@ -18,13 +22,16 @@ one persistent HTTP connection and is not thread-safe (mns-wire.md §2.2).
 Errors: the methods classify and raise; they never sleep or loop, except ONE thing: on a token error from MNS
 (``SecurityTokenExpired``, ``InvalidSecurityToken``, ``InvalidAccessKeyId``, ``SignatureDoesNotMatch``) they call
 ``tokens.invalidate(rejected_token)``, build a new client with a fresh token and retry the call once; a second token
-error is ``TokenRejected`` (transient). Then:
+error is ``TokenRejected`` (transient). ``StaticTokens`` has nothing fresher to give: the retry uses the same key,
+and a key MNS rejects twice is ``TokenRejected`` too (on FC the next invocation brings the role's renewed key).
+Then:
 
 ================================================  ====================================================
 ``MessageNotExist`` on receive                    ``[]``
 ``AccessDenied`` / ``AccessDeniedByRamPolicy``    ``AccessDenied`` (a ``ConfigError``): one line naming the queue
-                                                  and the message type (a wrong name looks like this, pitfall 8)
-``QueueNotExist``, a bad endpoint                 ``ConfigError``, one line
+                                                  and the message type (a wrong name looks like this, pitfall 8),
+                                                  or, for ``MnsQueue``, DLQ_QUEUE_NAME and the RAM policy
+``QueueNotExist``, a bad endpoint                 ``ConfigError``, one line naming the settings to check
 ``QpsLimitExceeded``                              ``Throttled`` (a ``TransientError``): back off
 ``InternalError``, other server codes,            ``QueueUnavailable`` (a ``TransientError``): retry within the
 network errors, unreadable answers                deadline
@@ -45,12 +52,15 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from mns.account import Account
 from mns.mns_exception import MNSExceptionBase, MNSServerException
 
 from shared import errors
+from shared.adapters.alicom import QueueToken
+from shared.adapters.fc import Credentials
 from shared.domain.models import Envelope
 from shared.errors import ConfigError, TransientError
 from shared.logs import logger, register_secret
@@ -58,12 +68,12 @@ from shared.logs import logger, register_secret
 if TYPE_CHECKING:
     from mns.queue import Queue
 
-    from shared.adapters.alicom import QueueToken
-
 MAX_BATCH = 16  # messages per BatchReceive, handles per BatchDelete (mns-wire.md §6.5)
 MAX_WAIT_SECONDS = 30  # long-poll limit (§6.4)
 MAX_VISIBILITY_SECONDS = 43200  # ChangeMessageVisibility upper bound (§4.14)
 REQUEST_TIMEOUT_SECONDS = 10.0  # socket timeout on top of the long-poll wait (the SDK's own default is 60 s)
+NO_EXPIRY = datetime.max.replace(tzinfo=timezone.utc)  # a static key's expires_at: none the queue could know of
+DESTINATION_MESSAGE_TYPE = "FcDestination"  # the message type of FC destination messages (reference/fc.md §6.4)
 
 EMPTY = "MessageNotExist"
 TOKEN_ERRORS = frozenset(
@@ -89,7 +99,8 @@ class _Coded(Exception):
 
 
 class AccessDenied(_Coded, ConfigError):
-    """MNS refused the queue token for this queue: a wrong queue name or message type. One line naming both."""
+    """MNS refused these credentials for this queue: a wrong queue name or message type (Alicom), or a RAM policy
+    that does not cover the queue. One line naming the settings to check."""
 
 
 class Throttled(_Coded, errors.Throttled):
@@ -101,7 +112,8 @@ class QueueUnavailable(_Coded, TransientError):
 
 
 class TokenRejected(_Coded, TransientError):
-    """MNS rejected a freshly fetched queue token too (clock skew, a token not yet propagated)."""
+    """MNS rejected the credentials on the retry too: a freshly fetched queue token (clock skew, a token not yet
+    propagated), or a static key it rejected twice."""
 
 
 class StaleHandle(_Coded, TransientError):
@@ -116,13 +128,34 @@ class StaleHandle(_Coded, TransientError):
 
 
 class QueueTokens(Protocol):
-    """What the queue needs from ``shared.adapters.alicom.TokenProvider``."""
+    """What the queue needs from ``shared.adapters.alicom.TokenProvider`` (or ``StaticTokens``)."""
 
     def token(self) -> QueueToken: ...
 
     def invalidate(self, token: QueueToken | None = None) -> None:
         """Drop ``token`` if it is still the cached one (pollers sharing a provider refresh once, not once each)."""
         ...
+
+
+class StaticTokens:
+    """A fixed AccessKey as ``QueueTokens``: the function's own key (on FC the role's STS key, which FC renews
+    between invocations: build one per invocation). It expires at ``NO_EXPIRY`` as far as the queue knows, and
+    ``invalidate`` has nothing fresher to fetch."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        register_secret(credentials.access_key_secret, credentials.security_token)
+        self._token = QueueToken(
+            credentials.access_key_id, credentials.access_key_secret, credentials.security_token or "", NO_EXPIRY
+        )
+
+    def __repr__(self) -> str:
+        return f"StaticTokens(access_key_id={self._token.access_key_id!r})"
+
+    def token(self) -> QueueToken:
+        return self._token
+
+    def invalidate(self, token: QueueToken | None = None) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -145,8 +178,16 @@ class DeleteResult:
 # --- the queue ------------------------------------------------------------------------------------------------
 
 
-class AlicomQueue:
-    """One Alicom receipt queue seen through one MNS client. Not thread-safe: one instance per poller thread."""
+class MnsQueue:
+    """One MNS queue seen through one MNS client. Not thread-safe: one instance per poller thread.
+
+    Error lines name ``ENDPOINT_SETTING`` and ``QUEUE_SETTING``: here a queue in the customer's own MNS (the
+    processor's failure destination); ``AlicomQueue`` names the Alicom settings instead.
+    """
+
+    ENDPOINT_SETTING = "MNS_ENDPOINT"
+    QUEUE_SETTING = "DLQ_QUEUE_NAME"
+    REJECTED_LOG = "MNS rejected the credentials; trying once more"
 
     def __init__(
         self,
@@ -170,7 +211,7 @@ class AlicomQueue:
         self._token_key: tuple[str, str, str] | None = None
 
     def __repr__(self) -> str:
-        return f"AlicomQueue({self.endpoint!r}, {self.queue_name!r}, {self.message_type!r})"
+        return f"{type(self).__name__}({self.endpoint!r}, {self.queue_name!r}, {self.message_type!r})"
 
     # -- operations --
 
@@ -254,7 +295,7 @@ class AlicomQueue:
         except (MNSExceptionBase, http.client.InvalidURL, ValueError) as error:
             detail = getattr(error, "message", None) or str(error)
             raise ConfigError(
-                f"ALICOM_MNS_ENDPOINT: {self.endpoint!r} is not a usable MNS endpoint "
+                f"{self.ENDPOINT_SETTING}: {self.endpoint!r} is not a usable MNS endpoint "
                 f"(http:// or https:// and host[:port], no path): {_one_line(detail)}"
             ) from None
         queue = account.get_queue(self.queue_name)
@@ -296,12 +337,12 @@ class AlicomQueue:
                     raise
                 if attempt == 2:
                     raise TokenRejected(
-                        self._line(operation, f"MNS rejected a freshly fetched queue token too ({error.type})"),
+                        self._line(operation, self._rejected_twice(error.type)),
                         code=error.type,
                         request_id=error.request_id or "",
                     ) from error
                 logger.info(
-                    "queue token rejected; fetching a new one",
+                    self.REJECTED_LOG,
                     extra={"queue": self.queue_name, "operation": operation, "code": error.type},
                 )
                 self._tokens.invalidate(self._token)
@@ -374,18 +415,9 @@ class AlicomQueue:
                 self._line(operation, f"{code}: {detail}" if detail else code), code=code, request_id=request_id
             )
         if code in DENIED:
-            return AccessDenied(
-                f"MNS denied {operation} on queue {self.queue_name} for message type {self.message_type} "
-                f"({code}{where}): the queue token covers only your own Alicom-Queue-<uid>-<MessageType> queue; "
-                "check ALICOM_QUEUE_NAME and ALICOM_MESSAGE_TYPE",
-                code=code,
-                request_id=request_id,
-            )
+            return AccessDenied(self._denied(operation, f"{code}{where}"), code=code, request_id=request_id)
         if code == "QueueNotExist":
-            return ConfigError(
-                f"MNS queue {self.queue_name} (message type {self.message_type}) does not exist at {self.endpoint}"
-                f"{where}: check ALICOM_QUEUE_NAME, ALICOM_MESSAGE_TYPE and ALICOM_MNS_ENDPOINT"
-            )
+            return ConfigError(self._missing(where))
         if code in THROTTLED:
             return Throttled(self._line(operation, f"throttled ({code}){where}"), code=code, request_id=request_id)
         if code in STALE and operation != "BatchReceiveMessage":
@@ -407,6 +439,60 @@ class AlicomQueue:
 
     def _line(self, operation: str, what: str) -> str:
         return f"MNS {operation} on queue {self.queue_name}: {what}"
+
+    # -- the lines that name settings --
+
+    def _denied(self, operation: str, cause: str) -> str:
+        return (
+            f"MNS denied {operation} on queue {self.queue_name} ({cause}): the key's RAM policy must allow "
+            f"mns:ReceiveMessage and mns:DeleteMessage on it; check {self.QUEUE_SETTING} and {self.ENDPOINT_SETTING}"
+        )
+
+    def _missing(self, where: str) -> str:
+        return (
+            f"MNS queue {self.queue_name} does not exist at {self.endpoint}{where}: "
+            f"check {self.QUEUE_SETTING} and {self.ENDPOINT_SETTING}"
+        )
+
+    def _rejected_twice(self, code: str) -> str:
+        return f"MNS rejected the credentials twice ({code}): check the function's AccessKey or role"
+
+
+class AlicomQueue(MnsQueue):
+    """The Alicom receipt queue, signed with queue tokens (``shared.adapters.alicom.TokenProvider``)."""
+
+    ENDPOINT_SETTING = "ALICOM_MNS_ENDPOINT"
+    QUEUE_SETTING = "ALICOM_QUEUE_NAME"
+    REJECTED_LOG = "queue token rejected; fetching a new one"
+
+    def _denied(self, operation: str, cause: str) -> str:
+        return (
+            f"MNS denied {operation} on queue {self.queue_name} for message type {self.message_type} "
+            f"({cause}): the queue token covers only your own Alicom-Queue-<uid>-<MessageType> queue; "
+            "check ALICOM_QUEUE_NAME and ALICOM_MESSAGE_TYPE"
+        )
+
+    def _missing(self, where: str) -> str:
+        return (
+            f"MNS queue {self.queue_name} (message type {self.message_type}) does not exist at {self.endpoint}"
+            f"{where}: check ALICOM_QUEUE_NAME, ALICOM_MESSAGE_TYPE and ALICOM_MNS_ENDPOINT"
+        )
+
+    def _rejected_twice(self, code: str) -> str:
+        return f"MNS rejected a freshly fetched queue token too ({code})"
+
+
+def dlq_queue(
+    endpoint: str,
+    queue_name: str,
+    credentials: Credentials,
+    *,
+    message_type: str = DESTINATION_MESSAGE_TYPE,
+    request_timeout: float = REQUEST_TIMEOUT_SECONDS,
+) -> MnsQueue:
+    """The processor's failure destination queue in the customer's own MNS (MNS_ENDPOINT, DLQ_QUEUE_NAME), signed
+    with the function's own key. Received messages carry ``message_type`` in their envelope."""
+    return MnsQueue(endpoint, queue_name, message_type, StaticTokens(credentials), request_timeout=request_timeout)
 
 
 def _one_line(text: str) -> str:

@@ -54,7 +54,6 @@ invoke: $(STAMP)
 	  . "$(abspath $(LOCAL_DIR))/stack.env"; fi; set +a; \
 	$(PY) -m local invoke --function $(FN) $(if $(EVENT),--event $(EVENT)) $(INVOKE_ARGS)
 
-# Create or upgrade the ledger schema at LEDGER_URL (default: a SQLite file).
 # Deployable code directories (function + shared/ + python3.10 wheels) and build/template.yml.
 build: $(STAMP)
 	$(PY) -m local.build
@@ -62,8 +61,9 @@ build: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m local.docs
 
+# Create or upgrade the ledger schema at LEDGER_URL (default: a SQLite file).
 migrate: $(STAMP)
-	$(PY) -m shared.adapters.ledger migrate
+	$(VENV)/bin/flow-receipts migrate
 
 # The main job end to end on a fresh local stack (its own state dir), then a reconciliation summary.
 demo: $(STAMP)

@@ -93,11 +93,11 @@ def stop_stack(state_dir: Path) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
-    """A running stack whose ledger schema exists (`make migrate` for its LEDGER_URL)."""
+    """A running stack whose ledger schema exists (`flow-receipts migrate`, as `make migrate` runs it)."""
     state_dir = tmp_path_factory.mktemp("invoke-stack")
     try:
         env = start_stack(state_dir)
-        migrate = run(sys.executable, "-m", "shared.adapters.ledger", "migrate", "--url", env["LEDGER_URL"])
+        migrate = run(sys.executable, "-m", "cli", "--ledger-url", env["LEDGER_URL"], "migrate")
         assert migrate.returncode == 0, migrate.stderr
         yield state_dir, env
     finally:

@@ -15,16 +15,19 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNCTIONS = ("drainer", "processor")
+FUNCTIONS = ("drainer", "processor", "sweep")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 CODE_URI = re.compile(r"codeUri: \./functions/(\w+)")
 
 
+CLI_ONLY = ("typer",)  # the operations CLI (and the rich and click it brings) never runs on FC
+
+
 def runtime_requirements() -> list[str]:
-    """The project's runtime dependencies (no extras), from its installed metadata."""
+    """The functions' runtime dependencies (no extras, not the CLI's), from the project's installed metadata."""
     from importlib.metadata import requires
 
-    return [r for r in requires("flow-receipts") or [] if "extra ==" not in r]
+    return [r for r in requires("flow-receipts") or [] if "extra ==" not in r and not r.startswith(CLI_ONLY)]
 
 
 SOURCE_ONLY = ("aliyun-fc2",)  # published as an sdist only; pure Python, so it is built here without its deps

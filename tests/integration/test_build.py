@@ -15,7 +15,7 @@ def test_build_lays_out_self_contained_functions(tmp_path: Path) -> None:
     out = tmp_path / "build"
     assert build(["--out", str(out), "--skip-deps"]) == 0
     specs = {spec.name: spec for spec in load_template(out / "template.yml")}
-    assert set(specs) == {"drainer", "processor"}
+    assert set(specs) == {"drainer", "processor", "sweep"}
     for name, spec in specs.items():
         code = Path(spec.code_uri)
         assert code == out / name

@@ -1,4 +1,4 @@
-"""Timer-triggered drainer: token -> batch receive -> dispatch -> delete what is safe."""
+"""Timer-triggered drainer: token -> batch receive -> dispatch -> delete what is safe; new events to the sinks."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""One receipt per asynchronous invocation: validate -> apply to the ledger (+ outbox) in one transaction.
-Transient errors raise so FC retries; poison is dead-lettered, not raised."""
+"""One receipt per asynchronous invocation: validate -> apply to the ledger (+ outbox) in one transaction -> deliver
+the outbox event. Transient errors raise so FC retries; poison is dead-lettered, not raised."""
 
 from __future__ import annotations
 
@@ -19,4 +19,5 @@ def handler(event, context) -> str:
     invocation = fc_context(context)
     bind_invocation(invocation)
     outcome = process_event(runtime.ledger, event, fallback_id=f"invalid-event-{invocation.request_id}")
+    runtime.deliver_events(outcome.events, invocation)  # after the commit, bounded; what fails is redelivered
     return json.dumps(outcome.as_dict())

@@ -1,6 +1,9 @@
 """The drain loop: N pollers, each with its own MNS client, receive batches until the queue is empty or the
 deadline nears; every message is dispatched on its own; only what was applied, dead-lettered or accepted by
-FC is deleted; a message that keeps failing is dead-lettered once its DequeueCount reaches the limit."""
+FC is deleted; a message that keeps failing is dead-lettered once its DequeueCount reaches the limit. The outbox
+events of what was applied here go to a background deliverer (pollers never wait for a webhook), flushed at the end
+within min(notify budget, time left); what is left of that window redelivers events that earlier runs could not
+deliver (unless this run's deliveries failed). Whatever is not delivered stays in the outbox for redelivery."""
 
 from __future__ import annotations
 
@@ -11,14 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.adapters.ledger import Ledger
+from shared.adapters.notify import MIN_ATTEMPT_SECONDS, Notifier
 from shared.adapters.queue import AccessDenied, AlicomQueue, DeleteResult, Received
 from shared.domain.models import Envelope
 from shared.errors import ConfigError, PoisonMessage, TransientError
 from shared.logs import carry_context, logger, message_context
 from shared.services.batch import process_batch
-from shared.services.pipeline import DEAD_LETTERED, dead_letter, validate
+from shared.services.outbox import BackgroundDeliverer, redeliver
+from shared.services.pipeline import DEAD_LETTERED, MessageOutcome, dead_letter, validate
 
-Dispatch = Callable[[Envelope], tuple[str, ...]]
+# The outcomes of one message: a MessageOutcome (with the events it committed, to deliver) or just its outcomes.
+Dispatch = Callable[[Envelope], MessageOutcome | tuple[str, ...]]
 BATCH_SIZE = 16
 MAX_BACKOFF_SECONDS = 5.0
 
@@ -43,6 +49,9 @@ class DrainSummary:
             "deleted": self.counts["deleted"],
             "delete_failed": self.counts["delete_failed"],
             "left_for_retry": self.counts["left_for_retry"],
+            "events": self.counts["events"],  # outbox events written by this drain
+            "delivered": self.counts["delivered"],  # ... delivered right after their commit
+            "undelivered": self.counts["events"] - self.counts["delivered"],  # ... left for redelivery
             "seconds": round(self.seconds, 3),
             "stopped_by": sorted(self.stopped_by),
         }
@@ -62,6 +71,8 @@ class Drainer:
         max_dequeue_count: int,
         pollers: int = 2,
         long_poll_seconds: int = 5,
+        notifier: Notifier | None = None,
+        notify_budget_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._queue_factory = queue_factory
@@ -70,6 +81,9 @@ class Drainer:
         self._max_dequeue_count = max_dequeue_count
         self._pollers = pollers
         self._long_poll_seconds = long_poll_seconds
+        self._notifier = notifier
+        self._notify_budget_seconds = notify_budget_seconds
+        self._deliverer: BackgroundDeliverer | None = None
         self._clock = clock
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -80,6 +94,8 @@ class Drainer:
         started = self._clock()
         self._stop.clear()
         self._summary = DrainSummary()
+        notifier = self._notifier if self._notify_budget_seconds > 0 else None  # 0: leave it all to redelivery
+        self._deliverer = BackgroundDeliverer(self._ledger, notifier, clock=self._clock) if notifier else None
         threads = [
             threading.Thread(target=carry_context(self._poll), args=(deadline,), name=f"poller-{n}", daemon=True)
             for n in range(self._pollers)
@@ -88,9 +104,29 @@ class Drainer:
             thread.start()
         for thread in threads:
             thread.join(max(0.0, deadline - self._clock()) + 30)
+        if self._deliverer is not None:
+            self._finish_delivery(self._deliverer, deadline)
         self._summary.seconds = self._clock() - started
         logger.info("drain finished", extra=self._summary.as_dict())
         return self._summary
+
+    def _finish_delivery(self, deliverer: BackgroundDeliverer, deadline: float) -> None:
+        """Flushes this run's events, then redelivers earlier ones in what is left of the notify budget."""
+        window_end = self._clock() + min(self._notify_budget_seconds, max(0.0, deadline - self._clock()))
+        delivery = deliverer.close(window_end - self._clock())
+        self._count("delivered", by=delivery.delivered)
+        for name in ("failed", "rejected"):
+            if getattr(delivery, name):
+                self._count(f"delivery_{name}", by=getattr(delivery, name))
+        if delivery.failed or self._notifier is None or window_end - self._clock() < MIN_ATTEMPT_SECONDS:
+            return  # a sink that just failed is left alone until the events' backoff has passed
+        try:
+            caught_up = redeliver(self._ledger, self._notifier, window_end)
+        except Exception as error:  # the ledger: the events stay due; the drain itself went well
+            logger.warning("redelivery after the drain failed", extra={"error": str(error)})
+            return
+        if caught_up["pages"]:
+            self._count("redelivered", by=caught_up["delivered"])
 
     # ---- one poller -----------------------------------------------------------------------------------
 
@@ -152,8 +188,14 @@ class Drainer:
         """Returns the first error when nothing in the batch could be handled (e.g. the ledger is down)."""
         self._count("received", by=len(batch))
         processed = process_batch(batch, self._handle)
-        for _record, outcomes in processed.results:
-            self._count(*outcomes)
+        events = []
+        for _record, outcome in processed.results:
+            self._count(*outcome.outcomes)
+            events.extend(outcome.events)
+        if events:
+            self._count("events", by=len(events))
+            if self._deliverer is not None:
+                self._deliverer.submit(events)
         for record, error in processed.failures:
             logger.warning(
                 "message left for retry",
@@ -195,19 +237,20 @@ class Drainer:
         self._count("deleted", by=len(deleted))
         self._count("delete_failed", by=len(failed))
 
-    def _handle(self, received: Received) -> tuple[str, ...]:
+    def _handle(self, received: Received) -> MessageOutcome:
         envelope = received.envelope
         with message_context(envelope.message_id):
             try:
                 validate(envelope)
             except PoisonMessage as poison:
-                dead_letter(self._ledger, envelope, poison.reason)
-                return (DEAD_LETTERED,)
+                return dead_letter(self._ledger, envelope, poison.reason)
             try:
-                return self._dispatch(envelope)
+                handled = self._dispatch(envelope)
             except Exception as error:
                 if envelope.dequeue_count < self._max_dequeue_count:
                     raise
                 reason = f"gave up after {envelope.dequeue_count} deliveries; last error: {error}"
-                dead_letter(self._ledger, envelope, reason)
-                return (DEAD_LETTERED,)
+                return dead_letter(self._ledger, envelope, reason)
+            if isinstance(handled, MessageOutcome):
+                return handled
+            return MessageOutcome(envelope.message_id, tuple(handled))

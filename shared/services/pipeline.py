@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from shared.adapters.ledger import Ledger, ReportToApply
 from shared.domain.models import Envelope, FlowReport, reports_from
@@ -19,6 +20,8 @@ class MessageOutcome:
     outcomes: tuple[str, ...] = ()  # one per report in the body (Outcome values), or ("dead_lettered",)
     reason: str = ""
     out_ids: tuple[str, ...] = field(default=())
+    # The outbox events (payloads) its transitions wrote, committed: what to deliver right after the commit.
+    events: tuple[dict[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def dead_lettered(self) -> bool:
@@ -70,9 +73,12 @@ def apply_message(ledger: Ledger, envelope: Envelope) -> MessageOutcome:
     except PoisonMessage as poison:
         return dead_letter(ledger, envelope, poison.reason)
     outcomes = []
+    events = []
     for write in writes:
         result = ledger.apply_report(write)
         outcomes.append(result.outcome.value)
+        if result.event is not None:
+            events.append(result.event)
         if result.outcome is not Outcome.APPLIED:
             logger.info(
                 "receipt not applied",
@@ -84,7 +90,9 @@ def apply_message(ledger: Ledger, envelope: Envelope) -> MessageOutcome:
                     "status": result.status.value,
                 },
             )
-    return MessageOutcome(envelope.message_id, tuple(outcomes), out_ids=tuple(w.out_id for w in writes))
+    return MessageOutcome(
+        envelope.message_id, tuple(outcomes), out_ids=tuple(w.out_id for w in writes), events=tuple(events)
+    )
 
 
 def process_event(ledger: Ledger, event: bytes | str, fallback_id: str) -> MessageOutcome:

@@ -17,6 +17,7 @@ from shared.errors import ConfigError, TransientError
 if TYPE_CHECKING:
     from shared.adapters.flow import FlowApi
     from shared.adapters.ledger import Ledger
+    from shared.runtime import Runtime
     from shared.settings import Settings
 
 PROG = "flow-receipts"
@@ -93,6 +94,7 @@ class CliState:
     log_file: Path | None = None
     _ledger: Ledger | None = field(default=None, repr=False)
     _settings: Settings | None = field(default=None, repr=False)
+    _runtime: Runtime | None = field(default=None, repr=False)
     _schema_checked: bool = field(default=False, repr=False)
 
     def ledger(self, *, migrated: bool = True) -> Ledger:
@@ -126,18 +128,30 @@ class CliState:
     def flow_api(self) -> FlowApi:
         """FLOW_API at FLOW_API_ENDPOINT, with the AccessKey from ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET."""
         from shared.adapters.fc import credentials_from
+
+        return self.runtime().flow_api(credentials_from(None))
+
+    def runtime(self) -> Runtime:
+        """What a function instance would build, from the environment's settings, on this command's ledger."""
         from shared.logs import logger
         from shared.runtime import Runtime
 
-        settings = self.settings()
-        api = Runtime(lambda: settings).flow_api(credentials_from(None))
-        logger.setLevel(self.log_level)  # the runtime set LOG_LEVEL, which is the functions' level
-        return api
+        if self._runtime is None:
+            settings = self.settings()
+            if self.ledger_url:
+                settings = settings.model_copy(update={"ledger_url": self.ledger_url})
+            self._runtime = Runtime(lambda: settings)
+            self._runtime.settings  # noqa: B018 - the runtime sets LOG_LEVEL, the functions' level ...
+            logger.setLevel(self.log_level)  # ... which the command's --log-level overrides
+        return self._runtime
 
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+        if self._runtime is not None and self._runtime.has_ledger:
+            self._runtime.ledger.close()
+        self._runtime = None
 
 
 def state(ctx: typer.Context) -> CliState:

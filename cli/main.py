@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli import admin, charge, dead_letters, orders, outbox, output
+from cli import admin, charge, dead_letters, orders, outbox, output, report, sweep
 from cli.common import CliGroup, CliState
 from cli.params import LogLevel
 
@@ -29,6 +29,8 @@ app.add_typer(dead_letters.app, name="dead-letters", no_args_is_help=True)
 app.add_typer(outbox.app, name="outbox", no_args_is_help=True)
 charge.register(app)
 admin.register(app)
+report.register(app)
+sweep.register(app)
 
 
 @app.callback()

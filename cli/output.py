@@ -184,3 +184,23 @@ def progress_bar(description: str, total: int | None) -> Iterator[Bar]:
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(description, total=total)
         yield Bar(progress, task)
+
+
+class Status:
+    def __init__(self, status: Any) -> None:
+        self._status = status
+
+    def update(self, text: str) -> None:
+        if self._status is not None:
+            self._status.update(text)
+
+
+@contextmanager
+def status(text: str) -> Iterator[Status]:
+    """A spinner with a line of text on stderr while the work runs (only on a terminal; nothing otherwise)."""
+    console = stderr()
+    if not console.is_terminal:
+        yield Status(None)
+        return
+    with console.status(text) as shown:
+        yield Status(shown)

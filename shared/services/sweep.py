@@ -131,6 +131,7 @@ class Sweeper:
         holder: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = utc_now,
+        progress: Callable[[str, Counter[str]], None] | None = None,
     ) -> None:
         self._ledger = ledger
         self._flow = flow
@@ -141,6 +142,7 @@ class Sweeper:
         self._clock = clock
         self._now = now
         self._limiter = RateLimiter(config.qps, clock=clock)
+        self.progress = progress  # called with the phase and the cycle's counts as it goes (the CLI shows them)
 
     # ---- one run ----------------------------------------------------------------------------------------
 
@@ -201,6 +203,8 @@ class Sweeper:
     def _save(self, cycle: _Cycle) -> None:
         if not self._ledger.renew_sweep_lease(self.holder, self._config.lease, **cycle.progress()):
             raise _Stop("lease_lost", "another sweep took the lease over (this one was too slow to renew it)")
+        if self.progress is not None:
+            self.progress(cycle.phase, cycle.counts)
 
     def _out_of_time(self, deadline: float) -> bool:
         return self._clock() >= deadline
@@ -389,8 +393,10 @@ class Sweeper:
             else:
                 due = self._ledger.expirable_orders(cycle.started_at - QUERY_WINDOW, 1_000_000)
                 cycle.counts["would_expire"] += len(due)
-        except (ConfigError, TransientError) as error:
-            result.stopped_by, result.error = type(error).__name__, str(error)
+        except ConfigError as error:
+            result.stopped_by, result.error = "config_error", str(error)
+        except TransientError as error:
+            result.stopped_by, result.error = "ledger_unavailable", str(error)
         return result
 
     def _dry_pages(self, cycle: _Cycle) -> Iterator[list[PendingRow]]:

@@ -33,6 +33,9 @@ bench: $(STAMP)
 	$(PY) -m bench.ledger_apply
 	$(PY) -m bench.drain_throughput
 	$(PY) -m bench.async_dispatch
+	$(PY) -m bench.outbox_delivery
+	$(PY) -m bench.sweep_selection
+	$(PY) -m bench.sweep_rate
 
 # Run the MNS emulator in the foreground: make mns ARGS='--port 9100 --data-dir .local/mns'
 mns: $(STAMP)

@@ -67,8 +67,7 @@ def test_deliveries_reuse_one_pooled_connection(receiver: WebhookReceiver, sink:
 
     assert {result.verdict for result in results} == {Verdict.DELIVERED}
     assert receiver.stats()["accepted_events"] == 20
-    pool = sink._pool
-    assert pool is not None and pool.num_connections == 1
+    assert sink.open_connections == 1
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422])

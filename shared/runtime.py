@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.adapters.alicom import TokenProvider, acs_client
 from shared.adapters.fc import Credentials, FcInvocation
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from shared.adapters.dispatch import FcAsyncDispatcher
     from shared.services.sweep import SweepConfig, Sweeper
 
+_T = TypeVar("_T")
 FLOW_API_READ_TIMEOUT_SECONDS = 5.0  # a status query or a top-up slower than this is retried (same out id: safe)
 NOTIFY_DEADLINE_MARGIN_SECONDS = 1.0  # delivering right after a commit ends this long before the function timeout
 
@@ -116,43 +117,50 @@ class Runtime:
     def tokens(self, credentials: Credentials) -> TokenProvider:
         """One cached token provider per AccessKey (the function role's STS key rotates)."""
         settings = self.settings
-        register_secret(credentials.access_key_secret, credentials.security_token)
-        with self._lock:
-            provider = self._tokens.get(credentials.access_key_id)
-            if provider is None:
-                client = acs_client(
-                    credentials.access_key_id,
-                    credentials.access_key_secret,
-                    credentials.security_token,
-                    settings.alicom_region,
-                )
-                provider = TokenProvider(
-                    client,
-                    settings.alicom_api_endpoint,
-                    settings.alicom_message_type,
-                    settings.alicom_queue_name,
-                    refresh_margin_seconds=settings.token_refresh_margin_seconds,
-                )
-                self._tokens = {credentials.access_key_id: provider}  # forget keys that rotated away
-            return provider
+
+        def build() -> TokenProvider:
+            return TokenProvider(
+                self._acs_client(credentials),
+                settings.alicom_api_endpoint,
+                settings.alicom_message_type,
+                settings.alicom_queue_name,
+                refresh_margin_seconds=settings.token_refresh_margin_seconds,
+            )
+
+        return self._per_key("_tokens", credentials, build)
 
     def flow_api(self, credentials: Credentials) -> FlowApi:
         """The flow API (FLOW_API) with these credentials, one per AccessKey; thread-safe."""
         settings = self.settings
+
+        def build() -> FlowApi:
+            client = self._acs_client(credentials, read_timeout=FLOW_API_READ_TIMEOUT_SECONDS)
+            return FlowApi(client, settings.flow_api_endpoint, settings.flow_api)
+
+        return self._per_key("_flow_apis", credentials, build)
+
+    def _acs_client(self, credentials: Credentials, **timeouts: float) -> Any:
+        key = credentials
+        return acs_client(
+            key.access_key_id, key.access_key_secret, key.security_token, self.settings.alicom_region, **timeouts
+        )
+
+    def _per_key(self, cache: str, credentials: Credentials, build: Callable[[], _T]) -> _T:
+        """The object built for this AccessKey, built once (outside the lock: building reads the settings); objects
+        of keys that rotated away are forgotten."""
         register_secret(credentials.access_key_secret, credentials.security_token)
+        key = credentials.access_key_id
         with self._lock:
-            api = self._flow_apis.get(credentials.access_key_id)
-            if api is None:
-                client = acs_client(
-                    credentials.access_key_id,
-                    credentials.access_key_secret,
-                    credentials.security_token,
-                    settings.alicom_region,
-                    read_timeout=FLOW_API_READ_TIMEOUT_SECONDS,
-                )
-                api = FlowApi(client, settings.flow_api_endpoint, settings.flow_api)
-                self._flow_apis = {credentials.access_key_id: api}  # forget keys that rotated away
-            return api
+            found = getattr(self, cache).get(key)
+        if found is not None:
+            return found
+        built = build()
+        with self._lock:
+            found = getattr(self, cache).get(key)
+            if found is None:
+                found = built
+                setattr(self, cache, {key: built})
+        return found
 
     def queue_factory(self, credentials: Credentials) -> Callable[[], AlicomQueue]:
         settings = self.settings
@@ -176,16 +184,16 @@ class Runtime:
             return inline
         from shared.adapters.dispatch import FcAsyncDispatcher  # fc2 and requests: only async mode pays their import
 
-        with self._lock:
-            dispatcher = self._dispatchers.get(credentials.access_key_id)
-            if dispatcher is None:
-                dispatcher = FcAsyncDispatcher(
-                    settings.fc_endpoint,
-                    (credentials.access_key_id, credentials.access_key_secret, credentials.security_token or ""),
-                    settings.processor_service,
-                    settings.processor_function,
-                )
-                self._dispatchers = {credentials.access_key_id: dispatcher}
+        dispatcher = self._per_key(
+            "_dispatchers",
+            credentials,
+            lambda: FcAsyncDispatcher(
+                settings.fc_endpoint,
+                (credentials.access_key_id, credentials.access_key_secret, credentials.security_token or ""),
+                settings.processor_service,
+                settings.processor_function,
+            ),
+        )
 
         def asynchronous(envelope: Envelope) -> tuple[str, ...]:
             return (dispatcher.dispatch(envelope).outcome,)

@@ -229,7 +229,9 @@ class Runtime:
 
             def redrive(deadline: float) -> dict[str, Any]:
                 queue = destination_queue(settings, credentials)  # the role's key, as it is now
-                return redrive_queue(self.ledger, queue, deadline).as_dict()
+                return redrive_queue(
+                    self.ledger, queue, deadline, max_dequeue_count=settings.max_dequeue_count
+                ).as_dict()
 
         return Sweeper(
             self.ledger,

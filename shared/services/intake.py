@@ -76,7 +76,7 @@ class SubmitOutcome:
 def submit_top_up(ledger: Ledger, flow: FlowApi, out_id: str, phone: str, product: str) -> SubmitOutcome:
     """Places the top-up of a PENDING order. Raises ConfigError (credentials, endpoint) and the ledger's
     TransientError; a flow API that does not answer is an outcome ("unknown"), not an error."""
-    if not ledger.start_charge_attempt(out_id):
+    if not ledger.start_charge_attempt(out_id, product or None, flow.api):
         return SubmitOutcome(out_id, "not_pending", "the order is not PENDING (or not registered)")
     try:
         placed = flow.place(out_id, phone, product)

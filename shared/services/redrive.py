@@ -27,6 +27,7 @@ from shared.retry import retrying
 from shared.services.pipeline import apply_message, dead_letter
 from shared.settings import Settings
 
+DEFAULT_MAX_DEQUEUE_COUNT = 5  # MAX_DEQUEUE_COUNT's default
 DELETE_RESERVE_SECONDS = 1.0  # no message is started closer than this to the deadline: its delete still has to run
 OUTCOMES = ("applied", "duplicate", "conflict", "orphan", "dead_lettered")
 
@@ -71,14 +72,22 @@ def redrive_queue(settings: Settings, credentials: Credentials) -> MnsQueue:
     return dlq_queue(settings.mns_endpoint, settings.dlq_queue_name, credentials)
 
 
-def redrive(ledger: Ledger, queue: MnsQueue, deadline: float, *, max_messages: int | None = None) -> RedriveCounts:
+def redrive(
+    ledger: Ledger,
+    queue: MnsQueue,
+    deadline: float,
+    *,
+    max_messages: int | None = None,
+    max_dequeue_count: int = DEFAULT_MAX_DEQUEUE_COUNT,
+) -> RedriveCounts:
     """Re-drives destination messages until the queue is empty, ``max_messages`` were received, or ``deadline`` (a
-    ``time.monotonic()`` value) nears. Logs one summary line."""
+    ``time.monotonic()`` value) nears. A message whose re-drive keeps failing with an unexpected error is
+    dead-lettered once it has been received ``max_dequeue_count`` times. Logs one summary line."""
     counts = RedriveCounts()
     started = time.monotonic()
     cutoff = deadline - DELETE_RESERVE_SECONDS
     try:
-        while _batch(ledger, queue, cutoff, max_messages, counts):
+        while _batch(ledger, queue, cutoff, max_messages, max_dequeue_count, counts):
             pass
     except ConfigError as error:
         counts._stop("config_error", error)
@@ -90,7 +99,14 @@ def redrive(ledger: Ledger, queue: MnsQueue, deadline: float, *, max_messages: i
     return counts
 
 
-def _batch(ledger: Ledger, queue: MnsQueue, cutoff: float, max_messages: int | None, counts: RedriveCounts) -> bool:
+def _batch(
+    ledger: Ledger,
+    queue: MnsQueue,
+    cutoff: float,
+    max_messages: int | None,
+    max_dequeue_count: int,
+    counts: RedriveCounts,
+) -> bool:
     """One receive, its messages and one batch delete; False when the run ends (``counts.stopped_by`` says why)."""
     wanted = MAX_BATCH if max_messages is None else min(MAX_BATCH, max_messages - counts.received)
     if wanted <= 0:
@@ -128,13 +144,16 @@ def _batch(ledger: Ledger, queue: MnsQueue, cutoff: float, max_messages: int | N
         except ConfigError:
             raise
         except Exception as error:  # a bug or an unforeseen database error: keep the message, go on with the rest
-            counts.left += 1
             counts._note(error)
-            logger.exception(
-                "destination message left in the queue",
-                extra={"destination_message_id": received.envelope.message_id},
-            )
-            continue
+            message = received.envelope
+            if message.dequeue_count < max_dequeue_count:
+                counts.left += 1
+                logger.exception(
+                    "destination message left in the queue", extra={"destination_message_id": message.message_id}
+                )
+                continue
+            reason = f"re-drive gave up after {message.dequeue_count} deliveries; last error: {error}"
+            outcomes = _dead_letter(ledger, message, f"fc-destination-{message.message_id}", reason)
         for outcome in outcomes:
             if outcome in OUTCOMES:
                 setattr(counts, outcome, getattr(counts, outcome) + 1)

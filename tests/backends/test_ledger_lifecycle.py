@@ -119,6 +119,17 @@ def test_charge_attempts_are_counted_before_the_call_and_only_while_pending(time
     assert timed.start_charge_attempt("never-registered") is False
 
 
+def test_a_charge_attempt_keeps_the_product_of_an_order_registered_without_one(ledger: Ledger):
+    ledger.register_order("bare-1", PHONE)
+    ledger.register_order("given-1", PHONE, product="100M", flow_api="charge")
+
+    ledger.start_charge_attempt("bare-1", "1001", "cdp")
+    ledger.start_charge_attempt("given-1", "500M", "cdp")
+
+    assert (ledger.get_order("bare-1").product, ledger.get_order("bare-1").flow_api) == ("1001", "cdp")
+    assert (ledger.get_order("given-1").product, ledger.get_order("given-1").flow_api) == ("100M", "charge")
+
+
 def test_a_charge_rejection_resolves_the_order_by_charge(ledger: Ledger):
     ledger.register_order("r-1", PHONE, product="100", flow_api="charge")
 

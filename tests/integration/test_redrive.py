@@ -91,6 +91,13 @@ class Slow(Ledger):
         return super().apply_report(report)
 
 
+class Broken(Ledger):
+    """A bug of ours (not a database outage): every apply raises."""
+
+    def apply_report(self, report: ReportToApply):
+        raise RuntimeError("an unforeseen bug")
+
+
 # --- the world ---------------------------------------------------------------------------------------------------
 
 
@@ -365,6 +372,24 @@ def test_poison_is_dead_lettered_with_its_raw_body_and_deleted_and_odd_encodings
         assert "base64" in letter.reason
         w.applied_once("odd-1", Status.SUCCEEDED)
         w.applied_once("odd-2", Status.SUCCEEDED)
+
+
+def test_a_message_that_keeps_failing_for_another_reason_is_dead_lettered_at_the_dequeue_limit(tmp_path: Path) -> None:
+    with redrive_world(tmp_path) as w:
+        w.set_visibility_timeout(1)
+        w.fail_through_fc({"buggy-1": "3"})
+
+        with Broken(w.ledger_url) as broken:
+            first = w.run(broken, max_dequeue_count=2).as_dict()
+            assert (first["left"], first["deleted"], first["dead_lettered"]) == (1, 0, 0)  # kept: it may be fixed
+            w.wait_until_visible()
+            second = w.run(broken, max_dequeue_count=2).as_dict()
+
+        assert (second["left"], second["deleted"], second["dead_lettered"]) == (0, 1, 1)
+        assert w.dlq_depth() == 0
+        (letter,) = w.ledger.dead_letters()
+        assert letter.reason.startswith("re-drive gave up after 2 deliveries; last error: an unforeseen bug")
+        assert json.loads(letter.raw_body)["requestContext"]  # the whole destination message, as it was
 
 
 def test_the_deadline_is_respected(tmp_path: Path) -> None:

@@ -119,10 +119,11 @@ class Ledger:
                     raise
         raise AssertionError("unreachable")
 
-    def start_charge_attempt(self, out_id: str) -> bool:
-        """Counts a flow API call for a PENDING order before it is sent; False when the order is not PENDING."""
+    def start_charge_attempt(self, out_id: str, product: str | None = None, flow_api: str | None = None) -> bool:
+        """Counts a flow API call for a PENDING order before it is sent (and keeps its product and flow API if it
+        was registered without them); False when the order is not PENDING."""
         with self._transaction("counting a charge attempt") as conn:
-            return lifecycle.start_charge_attempt(conn, out_id, self._clock())
+            return lifecycle.start_charge_attempt(conn, out_id, self._clock(), product, flow_api)
 
     def record_charge_id(self, out_id: str, charge_id: str) -> None:
         with self._transaction("recording a charge id") as conn:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from shared.adapters.ledger.apply import INSERT_ORDER, RESOLVE_PENDING
 from shared.adapters.ledger.events import write_event
@@ -78,13 +78,21 @@ def _pending_row(order: NewOrder, now: datetime) -> dict[str, Any]:
     }
 
 
-def start_charge_attempt(conn: Connection, out_id: str, now: datetime) -> bool:
-    """Counts a flow API call about to start (before it is sent: a crash after it still shows the attempt).
+def start_charge_attempt(
+    conn: Connection, out_id: str, now: datetime, product: str | None = None, flow_api: str | None = None
+) -> bool:
+    """Counts a flow API call about to start (before it is sent: a crash after it still shows the attempt), and
+    keeps the product and flow API of an order registered without them (so the sweep can re-submit it).
     False when the order is not PENDING any more."""
     started = conn.execute(
         update(orders)
         .where(orders.c.out_id == out_id, orders.c.status == Status.PENDING.value)
-        .values(charge_attempts=orders.c.charge_attempts + 1, last_charge_at=now)
+        .values(
+            charge_attempts=orders.c.charge_attempts + 1,
+            last_charge_at=now,
+            product=func.coalesce(orders.c.product, product),
+            flow_api=func.coalesce(orders.c.flow_api, flow_api),
+        )
     )
     return started.rowcount == 1
 

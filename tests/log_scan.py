@@ -268,6 +268,7 @@ class LogScan:
         self._original_issue_sts: Any = None
         self._powertools_handler: logging.StreamHandler | None = None
         self.sts_issued = 0
+        self.workers: list[dict[str, Any]] = []  # what pytest-xdist workers scanned (the controller reports it)
 
     # -- setup / teardown --
 
@@ -334,24 +335,44 @@ class LogScan:
         self.scanner.current_test = f"(after {nodeid})"
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if self.scanner.leaks and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # a pytest-xdist worker: the controller reports and fails the session
+            workeroutput["log_scan"] = {
+                "lines": self.scanner.lines_scanned,
+                "secrets": len(self.scanner.book),
+                "sts": self.sts_issued,
+                "leaks": self.scanner.report() if self.scanner.leaks else [],
+            }
+        leaked = self.scanner.leaks or any(worker["leaks"] for worker in self.workers)
+        if leaked and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """pytest-xdist: a worker finished; its scan's figures come back in its workeroutput."""
+        result = getattr(node, "workeroutput", {}).get("log_scan")
+        if result is not None:
+            self.workers.append(result)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         scanner = self.scanner
-        if not scanner.leaks:
+        lines = scanner.lines_scanned + sum(worker["lines"] for worker in self.workers)
+        secrets = max([len(scanner.book), *(worker["secrets"] for worker in self.workers)])
+        sts = self.sts_issued + sum(worker["sts"] for worker in self.workers)
+        report = scanner.report() if scanner.leaks else []
+        for worker in self.workers:
+            report += worker["leaks"]
+        where = f" in {len(self.workers)} workers" if self.workers else ""
+        if not report:
             terminalreporter.write_line(
-                f"log scan: {scanner.lines_scanned} log lines scanned for {len(scanner.book)} secret values "
-                f"({self.sts_issued} STS credentials issued during the run): no leak"
+                f"log scan: {lines} log lines scanned{where} for {secrets} secret values "
+                f"({sts} STS credentials issued during the run): no leak"
             )
             return
         terminalreporter.write_sep("=", "log scan: secrets leaked into the logs", red=True, bold=True)
-        for line in self.scanner.report():
+        for line in report:
             terminalreporter.write_line(line)
-        terminalreporter.write_line(
-            f"log scan FAILED: {len(self.scanner.leaks)} leaking line(s) among {self.scanner.lines_scanned} scanned; "
-            f"the session fails"
-        )
+        terminalreporter.write_line(f"log scan FAILED among {lines} lines scanned{where}; the session fails")
 
 
 _PLUGIN_NAME = "log-scan-instance"

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 PHONE, MASKED = "13800138000", "138****8000"
 # Nothing from an outer shell (a sourced stack.env) may point the CLI elsewhere: the tests say what it gets.
 UNSET: dict[str, str | None] = {field.alias: None for field in Settings.model_fields.values() if field.alias}
+UNSET["COLUMNS"] = None  # tables as a pipe gets them (pytest-xdist workers set COLUMNS=80)
 runner = CliRunner()
 
 

@@ -24,6 +24,7 @@ from shared.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 PHONE = "13800138000"
 UNSET: dict[str, str | None] = {field.alias: None for field in Settings.model_fields.values() if field.alias}
+UNSET["COLUMNS"] = None  # tables as a pipe gets them (pytest-xdist workers set COLUMNS=80)
 runner = CliRunner()
 
 

@@ -385,8 +385,8 @@ def test_a_message_that_keeps_failing_for_another_reason_is_dead_lettered_at_the
             w.wait_until_visible()
             second = w.run(broken, max_dequeue_count=2).as_dict()
 
-        assert (second["left"], second["deleted"], second["dead_lettered"]) == (0, 1, 1)
-        assert w.dlq_depth() == 0
+        assert (second["left"], second["deleted"]) == (0, 1) and second["dead_lettered"] >= 1  # twice when slow:
+        assert w.dlq_depth() == 0  # a delete after the visibility timeout brings it back, and it is kept once
         (letter,) = w.ledger.dead_letters()
         assert letter.reason.startswith("re-drive gave up after 2 deliveries; last error: an unforeseen bug")
         assert json.loads(letter.raw_body)["requestContext"]  # the whole destination message, as it was

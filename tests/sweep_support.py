@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from shared.adapters.alicom import acs_client
 from shared.adapters.flow import FlowApi
 from shared.adapters.ledger import Ledger
+from shared.adapters.ledger.records import NewOrder
 from shared.domain.sweep import NotFoundRule
 from shared.services.sweep import SweepConfig, Sweeper
 
 REGION = "cn-hangzhou"
+PHONE = "13800138000"
 
 
 def sweep_config(**changes) -> SweepConfig:
@@ -45,6 +48,26 @@ def sweeper(
 
 def ago(**delta: float) -> datetime:
     return datetime.now(timezone.utc) - timedelta(**delta)
+
+
+def charge(world, out_ids: list[str], *, drop: bool = True, hours_ago: float = 2.0) -> None:
+    """Registers the orders (submitted `hours_ago`) and has the emulator charge them, their receipts dropped."""
+    world.alicom.set_behaviour(drop_rate=1.0 if drop else 0.0, duplicate_rate=0.0)
+    world.ledger.register_orders(
+        [NewOrder(out_id, PHONE, "100M", "charge", submitted_at=ago(hours=hours_ago)) for out_id in out_ids]
+    )
+    flow = world.runtime.flow_api(world.credentials)
+    for out_id in out_ids:
+        flow.place(out_id, PHONE, "100M")
+    assert world.alicom.wait_idle(10)
+
+
+def statuses(world, out_ids) -> Counter[str]:
+    return Counter(world.ledger.get_order(out_id).status.value for out_id in out_ids)
+
+
+def queries(world) -> Counter[str]:
+    return Counter(world.alicom.api.queries())
 
 
 def _child(spec: dict) -> int:

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -18,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from pipeline_support import pipeline_world
-from sweep_support import ago, sweep_config, sweeper
+from sweep_support import ago, charge, queries, statuses, sweep_config, sweeper
 
 from shared.adapters.ledger.records import NewOrder
 from shared.domain.orders import Outcome, Source, Status
@@ -32,26 +28,6 @@ PHONE = "13800138000"
 def world(tmp_path):
     with pipeline_world(tmp_path) as world:
         yield world
-
-
-def charge(world, out_ids: list[str], *, drop: bool = True, hours_ago: float = 2.0) -> None:
-    """Registers the orders (submitted `hours_ago`) and has the emulator charge them, their receipts dropped."""
-    world.alicom.set_behaviour(drop_rate=1.0 if drop else 0.0, duplicate_rate=0.0)
-    world.ledger.register_orders(
-        [NewOrder(out_id, PHONE, "100M", "charge", submitted_at=ago(hours=hours_ago)) for out_id in out_ids]
-    )
-    flow = world.runtime.flow_api(world.credentials)
-    for out_id in out_ids:
-        flow.place(out_id, PHONE, "100M")
-    assert world.alicom.wait_idle(10)
-
-
-def statuses(world, out_ids) -> Counter[str]:
-    return Counter(world.ledger.get_order(out_id).status.value for out_id in out_ids)
-
-
-def queries(world) -> Counter[str]:
-    return Counter(world.alicom.api.queries())
 
 
 # ---- compensation --------------------------------------------------------------------------------------
@@ -180,26 +156,6 @@ def test_orders_past_the_30_day_window_are_expired_with_the_reason_and_an_event(
 # ---- one sweep at a time, deadlines, resuming ----------------------------------------------------------
 
 
-def test_two_sweeps_started_together_run_once(world):
-    charge(world, [f"pair-{n}" for n in range(20)])
-    world.alicom.set_faults({"operations": {"QueryChargeDetail": {"latency_ms": 20}}})
-    results, start = [], threading.Barrier(2)
-
-    def run() -> None:
-        start.wait()
-        results.append(sweeper(world).run(time.monotonic() + 30))
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert sorted(result.stopped_by for result in results) == ["finished", "lease_held"]
-    assert queries(world) == Counter({f"pair-{n}": 1 for n in range(20)})
-    assert statuses(world, [f"pair-{n}" for n in range(20)])["PENDING"] == 0
-
-
 def test_a_sweep_stops_at_its_deadline_and_the_next_run_resumes_where_it_stopped(world):
     out_ids = [f"later-{n:02d}" for n in range(40)]
     charge(world, out_ids)
@@ -215,53 +171,6 @@ def test_a_sweep_stops_at_its_deadline_and_the_next_run_resumes_where_it_stopped
     assert second.counts["queried"] == 40  # the cycle's counts, over both runs
     assert queries(world) == Counter({out_id: 1 for out_id in out_ids})
     assert world.ledger.sweep_state().cycle_id is None and world.ledger.sweep_state().last_finished_at
-
-
-def test_a_sweep_killed_mid_page_is_taken_over_and_asks_no_finished_order_twice(world, tmp_path):
-    out_ids = [f"kill-{n:03d}" for n in range(60)]
-    charge(world, out_ids)
-    world.alicom.set_faults({"operations": {"QueryChargeDetail": {"latency_ms": 40}}})
-    spec = {
-        "ledger_url": str(world.ledger.url.render_as_string(hide_password=False)),
-        "endpoint": world.alicom.endpoint,
-        "key": world.credentials[0],
-        "secret": world.credentials[1],
-        "qps": 100,
-        "concurrency": 2,
-        "page_size": 20,
-        "lease_seconds": 2,
-        "seconds": 60,
-    }
-    child = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "sweep_support.py"), json.dumps(spec)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "ERROR"},
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while sum(queries(world).values()) < 30 and time.monotonic() < deadline:  # well into the second page
-            time.sleep(0.01)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(10)
-    asked_before = queries(world)
-    cursor = world.ledger.sweep_state().cursor
-    assert cursor is not None and 20 <= len(asked_before) < 60
-
-    assert sweeper(world).run(time.monotonic() + 30).stopped_by == "lease_held"  # until the dead one's lease expires
-    time.sleep(2.1)
-    resumed = sweeper(world).run(time.monotonic() + 30)
-
-    assert resumed.stopped_by == "finished" and resumed.resumed
-    asked = queries(world)
-    assert set(asked) == set(out_ids)  # none skipped
-    finished_window = [out_id for out_id in out_ids if out_id <= cursor[1]]
-    assert all(asked[out_id] == 1 for out_id in finished_window)  # none asked twice before the saved cursor
-    twice = [out_id for out_id in out_ids if asked[out_id] > 1]
-    assert len(twice) <= spec["concurrency"] and all(asked[out_id] == 2 for out_id in twice)  # in flight at the kill
-    assert statuses(world, out_ids)["PENDING"] == 0
-    assert all(len(world.ledger.outbox_events(out_id)) == 1 for out_id in out_ids)
 
 
 # ---- the status API misbehaving ------------------------------------------------------------------------

@@ -202,9 +202,11 @@ class Runtime:
 
     def drainer(self, credentials: Credentials) -> Drainer:
         settings = self.settings
+        inline = settings.dispatch_mode == "inline"
         return Drainer(
             queue_factory=self.queue_factory(credentials),
-            dispatch=self.dispatch(credentials),
+            dispatch=None if inline else self.dispatch(credentials),
+            apply_batches=inline,  # one ledger transaction per received batch
             ledger=self.ledger,
             max_dequeue_count=settings.max_dequeue_count,
             pollers=settings.drain_pollers,

@@ -13,10 +13,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared.adapters.ledger import Ledger
+from shared.adapters.ledger import Ledger, ReportToApply
+from shared.adapters.ledger.batch import BatchResult, DeadLetterToRecord
 from shared.adapters.notify import MIN_ATTEMPT_SECONDS, Notifier
 from shared.adapters.queue import AccessDenied, AlicomQueue, DeleteResult, Received
 from shared.domain.models import Envelope
+from shared.domain.orders import Outcome
 from shared.errors import ConfigError, PoisonMessage, TransientError
 from shared.logs import carry_context, logger, message_context
 from shared.services.batch import process_batch
@@ -66,8 +68,9 @@ class Drainer:
         self,
         *,
         queue_factory: Callable[[], AlicomQueue],
-        dispatch: Dispatch,
+        dispatch: Dispatch | None = None,
         ledger: Ledger,
+        apply_batches: bool = False,
         max_dequeue_count: int,
         pollers: int = 2,
         long_poll_seconds: int = 5,
@@ -75,9 +78,12 @@ class Drainer:
         notify_budget_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if dispatch is None and not apply_batches:
+            raise ValueError("a drainer needs dispatch (one message at a time) or apply_batches")
         self._queue_factory = queue_factory
         self._dispatch = dispatch
         self._ledger = ledger
+        self._apply_batches = apply_batches  # inline: one ledger transaction per received batch
         self._max_dequeue_count = max_dequeue_count
         self._pollers = pollers
         self._long_poll_seconds = long_poll_seconds
@@ -187,15 +193,14 @@ class Drainer:
     def _handle_batch(self, queue: AlicomQueue, batch: list[Received]) -> str | None:
         """Returns the first error when nothing in the batch could be handled (e.g. the ledger is down)."""
         self._count("received", by=len(batch))
+        if self._apply_batches:
+            return self._apply_batch(queue, batch)
         processed = process_batch(batch, self._handle)
         events = []
         for _record, outcome in processed.results:
             self._count(*outcome.outcomes)
             events.extend(outcome.events)
-        if events:
-            self._count("events", by=len(events))
-            if self._deliverer is not None:
-                self._deliverer.submit(events)
+        self._deliver(events)
         for record, error in processed.failures:
             logger.warning(
                 "message left for retry",
@@ -210,6 +215,68 @@ class Drainer:
         if processed.results or not processed.failures:
             return None
         return str(processed.failures[0][1])
+
+    # ---- inline: the whole batch in one ledger transaction -----------------------------------------------
+
+    def _apply_batch(self, queue: AlicomQueue, batch: list[Received]) -> str | None:
+        """Validates every message, applies the batch's reports and dead letters in one transaction (committed
+        once), then deletes what is committed in one BatchDelete. A commit that fails deletes nothing."""
+        plan = BatchPlan.of(batch)
+        try:
+            applied = self._ledger.apply_batch(plan.reports, plan.letters)
+        except TransientError as error:  # nothing of the batch is committed: nothing is deleted
+            return self._batch_failed(queue, plan, error)
+        done = plan.outcomes(applied, self._max_dequeue_count)
+        if done.given_up:  # failing reports at the dequeue limit: dead-lettered, then deleted
+            try:
+                self._ledger.apply_batch([], done.given_up)
+                done.handled += [handle for handle, _ in done.given_up_handles]
+                done.counts[DEAD_LETTERED] += len(done.given_up)
+            except TransientError as error:
+                done.left += len(done.given_up)
+                done.first_error = done.first_error or str(error)
+        self._report(done)
+        self._deliver(done.events)
+        self._delete(queue, done.handled)
+        if done.handled or not done.left:
+            return None
+        return done.first_error
+
+    def _batch_failed(self, queue: AlicomQueue, plan: BatchPlan, error: TransientError) -> str | None:
+        """Messages at the dequeue limit are dead-lettered (a transaction of their own) and deleted; the rest come
+        back after their visibility timeout."""
+        given_up, handles = plan.at_dequeue_limit(self._max_dequeue_count, str(error))
+        if given_up:
+            try:
+                self._ledger.apply_batch([], given_up)
+            except TransientError:
+                given_up, handles = [], []
+        self._count(DEAD_LETTERED, by=len(given_up))
+        self._count("left_for_retry", by=len(plan.received) - len(given_up))
+        logger.warning(
+            "batch left for retry",
+            extra={"messages": len(plan.received) - len(given_up), "dead_lettered": len(given_up), "error": str(error)},
+        )
+        self._delete(queue, handles)
+        return None if handles else str(error)
+
+    def _report(self, done: BatchOutcome) -> None:
+        """Counts the batch, and logs what is unusual in it once per kind (never one line per receipt)."""
+        with self._lock:
+            self._summary.counts.update(done.counts)
+            self._summary.counts["left_for_retry"] += done.left
+        for kind, out_ids in done.unusual.items():
+            logger.warning(UNUSUAL[kind], extra={"count": len(out_ids), "out_ids": out_ids[:MAX_LOGGED_IDS]})
+        if done.letters:
+            logger.warning("messages dead-lettered", extra={"count": len(done.letters), "dead_letters": done.letters})
+        if done.left:
+            logger.warning("messages left for retry", extra={"count": done.left, "error": done.first_error})
+
+    def _deliver(self, events: list[dict]) -> None:
+        if events:
+            self._count("events", by=len(events))
+            if self._deliverer is not None:
+                self._deliverer.submit(events)
 
     def _delete(self, queue: AlicomQueue, handles: list[str]) -> None:
         """Deletes what was handled; a failure only means a redelivery, recognised as a duplicate."""
@@ -254,3 +321,97 @@ class Drainer:
             if isinstance(handled, MessageOutcome):
                 return handled
             return MessageOutcome(envelope.message_id, tuple(handled))
+
+
+# ---- one received batch, planned and then accounted for ---------------------------------------------------------
+
+MAX_LOGGED_IDS = 50  # out ids / message ids in one log line at most
+UNUSUAL = {
+    "conflict": "reports contradict a terminal order: kept as conflicts, not applied",
+    "orphan": "reports for unregistered out_ids: orders created as unregistered",
+}
+
+
+@dataclass
+class BatchPlan:
+    """What one received batch asks of the ledger: every report of its messages, and a dead letter per poison one."""
+
+    received: list[Received]
+    spans: list[slice | str]  # per message: its reports in `reports`, or the reason it is poison
+    reports: list[ReportToApply] = field(default_factory=list)
+    letters: list[DeadLetterToRecord] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, batch: list[Received]) -> BatchPlan:
+        plan = cls(batch, [])
+        for received in batch:
+            envelope = received.envelope
+            try:
+                writes = validate(envelope)
+            except PoisonMessage as poison:
+                plan.spans.append(poison.reason)
+                plan.letters.append(_letter(envelope, poison.reason))
+                continue
+            plan.spans.append(slice(len(plan.reports), len(plan.reports) + len(writes)))
+            plan.reports.extend(writes)
+        return plan
+
+    def outcomes(self, applied: BatchResult, max_dequeue_count: int) -> BatchOutcome:
+        done = BatchOutcome()
+        for received, span in zip(self.received, self.spans, strict=True):
+            envelope = received.envelope
+            if isinstance(span, str):
+                done.counts[DEAD_LETTERED] += 1
+                done.letters.append({"message_id": envelope.message_id, "reason": span})
+                done.handled.append(received.receipt_handle)
+                continue
+            results = applied.reports[span]
+            failed = [result for result in results if isinstance(result, Exception)]
+            if failed:
+                done.first_error = done.first_error or str(failed[0])
+                if envelope.dequeue_count >= max_dequeue_count:
+                    reason = f"gave up after {envelope.dequeue_count} deliveries; last error: {failed[0]}"
+                    done.given_up.append(_letter(envelope, reason))
+                    done.given_up_handles.append((received.receipt_handle, envelope.message_id))
+                else:
+                    done.left += 1
+                continue
+            for write, result in zip(self.reports[span], results, strict=True):
+                done.counts[result.outcome.value] += 1
+                if result.event is not None:
+                    done.events.append(result.event)
+                if result.outcome in (Outcome.CONFLICT, Outcome.ORPHAN):
+                    done.unusual.setdefault(result.outcome.value, []).append(write.out_id)
+            done.handled.append(received.receipt_handle)
+        return done
+
+    def at_dequeue_limit(self, max_dequeue_count: int, error: str) -> tuple[list[DeadLetterToRecord], list[str]]:
+        given_up, handles = [], []
+        for received, span in zip(self.received, self.spans, strict=True):
+            envelope = received.envelope
+            if isinstance(span, str) or envelope.dequeue_count >= max_dequeue_count:
+                reason = (
+                    span
+                    if isinstance(span, str)
+                    else (f"gave up after {envelope.dequeue_count} deliveries; last error: {error}")
+                )
+                given_up.append(_letter(envelope, reason))
+                handles.append(received.receipt_handle)
+        return given_up, handles
+
+
+@dataclass
+class BatchOutcome:
+    counts: Counter[str] = field(default_factory=Counter)
+    handled: list[str] = field(default_factory=list)  # receipt handles whose effect is committed
+    events: list[dict] = field(default_factory=list)
+    unusual: dict[str, list[str]] = field(default_factory=dict)  # "conflict" / "orphan" -> out ids
+    letters: list[dict[str, str]] = field(default_factory=list)  # dead-lettered as poison: message id, reason
+    given_up: list[DeadLetterToRecord] = field(default_factory=list)  # failing at the dequeue limit
+    given_up_handles: list[tuple[str, str]] = field(default_factory=list)
+    left: int = 0
+    first_error: str = ""
+
+
+def _letter(envelope: Envelope, reason: str) -> DeadLetterToRecord:
+    return DeadLetterToRecord(envelope.message_id, envelope.message_type, envelope.body, reason, envelope.dequeue_count)

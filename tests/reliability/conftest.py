@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -25,12 +26,18 @@ import pytest
 from mns.queue import QueueMeta
 from pipeline_support import PipelineWorld, pipeline_world
 
+from shared.adapters.ledger.scratch import scratch_namespace
+from shared.errors import TransientError
 from shared.logs import logger
 from shared.runtime import Runtime
 from shared.services.drain import DrainSummary
 from shared.settings import load_settings
 
 DEFAULTS = {"DRAIN_LONG_POLL_SECONDS": "0", "DRAIN_POLLERS": "2"}
+SERVERS = {
+    "mariadb": ("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/flow_receipts_test"),
+    "postgresql": ("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/flow_receipts_test"),
+}
 
 
 class Harness:
@@ -169,3 +176,24 @@ def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     finally:
         if handler.stream is copy:
             handler.setStream(previous)
+
+
+# A ledger URL per backend (SQLite: None, the world's own file); servers in throw-away namespaces. An unreachable
+# server skips, except in CI where it fails.
+@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
+def ledger_url(request) -> Iterator[str | None]:
+    if request.param == "sqlite":
+        yield None
+        return
+    env_var, default = SERVERS[request.param]
+    try:
+        namespace = scratch_namespace(os.environ.get(env_var) or default, "flow_receipts_reliability")
+        url = namespace.__enter__()
+    except TransientError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{request.param} is required in CI (CI=true): {error}", pytrace=False)
+        pytest.skip(f"{request.param} not reachable: {error} (set {env_var})")
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        namespace.__exit__(None, None, None)

@@ -129,14 +129,22 @@ def test_a_message_that_keeps_failing_is_dead_lettered_at_the_dequeue_limit(make
     published = publish_reports(world, "fine", 3)
     world.world.register("stuck-1")
     stuck = world.publish(flow_report("stuck-1"))
-    real_apply = world.ledger.apply_report
+    real_apply_batch = world.ledger.apply_batch
 
-    def failing_for_stuck(report):
-        if report.out_id == "stuck-1":
-            raise TransientError("ledger database unavailable while applying a report (simulated for stuck-1)")
-        return real_apply(report)
+    def failing_for_stuck(reports, letters=()):
+        """stuck-1's report fails on its own inside the batch (its savepoint rolled back); the others commit."""
+        keep = [report for report in reports if report.out_id != "stuck-1"]
+        done = real_apply_batch(keep, letters)
+        applied = iter(done.reports)
+        done.reports = [
+            TransientError("ledger database unavailable while applying a report (simulated for stuck-1)")
+            if report.out_id == "stuck-1"
+            else next(applied)
+            for report in reports
+        ]
+        return done
 
-    monkeypatch.setattr(world.ledger, "apply_report", failing_for_stuck)
+    monkeypatch.setattr(world.ledger, "apply_batch", failing_for_stuck)
 
     first = world.drain()
     assert first.counts["applied"] == 3 and first.counts["left_for_retry"] == 1, first.as_dict()

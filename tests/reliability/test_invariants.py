@@ -18,25 +18,17 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import random
 import textwrap
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
-from shared.adapters.ledger.scratch import scratch_namespace
 from shared.domain.orders import Outcome, Status
-from shared.errors import TransientError
 
 PHONE = "13800138000"
-SERVERS = {
-    "mariadb": ("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/flow_receipts_test"),
-    "postgresql": ("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/flow_receipts_test"),
-}
 FAULTS = {  # moderate rates: a batch delete fails both of its attempts about one time in five
     "BatchReceiveMessage": {"throttle": 0.15, "internal_error": 0.1, "drop_connection": 0.05, "token_expired": 0.05},
     "BatchDeleteMessage": {"throttle": 0.15, "internal_error": 0.25, "drop_connection": 0.05, "token_expired": 0.05},
@@ -200,25 +192,6 @@ def run_scenario(world, seed: int) -> None:
     # -- the summaries add up: every message deleted once it was handled
     assert totals["deleted"] >= len(published)
     assert totals["applied"] == len(plan.registered) and totals["orphan"] == len(plan.unknown)
-
-
-@pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
-def ledger_url(request) -> Iterator[str | None]:
-    if request.param == "sqlite":
-        yield None
-        return
-    env_var, default = SERVERS[request.param]
-    try:
-        namespace = scratch_namespace(os.environ.get(env_var) or default, "flow_receipts_reliability")
-        url = namespace.__enter__()
-    except TransientError as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{request.param} is required in CI (CI=true): {error}", pytrace=False)
-        pytest.skip(f"{request.param} not reachable: {error} (set {env_var})")
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        namespace.__exit__(None, None, None)
 
 
 @pytest.mark.slow

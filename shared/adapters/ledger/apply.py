@@ -10,6 +10,7 @@ and the whole transaction rolls back.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, exc, exists, insert, select, update
 
@@ -58,17 +59,8 @@ INSERT_ORDER = insert(orders)
 
 def apply_report(conn: Connection, report: ReportToApply, reported: Status, now: datetime) -> ApplyResult:
     err_code, err_msg = clip(report.err_code, ERR_CODE_MAX), clip(report.err_msg, ERR_MSG_MAX)
-    resolution = {
-        "p_out_id": report.out_id,
-        "p_status": reported.value,
-        "p_err_code": err_code,
-        "p_err_msg": err_msg,
-        "p_resolved_by": report.source.value,
-        "p_message_id": report.message_id,
-        "p_now": now,
-    }
     previous: Status | None
-    if conn.execute(RESOLVE_PENDING, resolution).rowcount == 1:
+    if conn.execute(RESOLVE_PENDING, resolution(report, reported, err_code, err_msg, now)).rowcount == 1:
         decision, previous, registered = Decision(Outcome.APPLIED, reported), Status.PENDING, True
     else:
         row = conn.execute(_ORDER_STATE, {"p_out_id": report.out_id, "p_message_id": report.message_id}).first()
@@ -80,25 +72,16 @@ def apply_report(conn: Connection, report: ReportToApply, reported: Status, now:
         if decision.outcome is Outcome.APPLIED:
             raise LostRace("order registered after the conditional update")
         if decision.outcome is Outcome.ORPHAN:
-            _create_unregistered_order(conn, report, reported, err_code, err_msg, now)
+            try:
+                conn.execute(INSERT_ORDER, orphan_row(report, reported, err_code, err_msg, now))
+            except exc.IntegrityError:
+                raise LostRace("order created by a concurrent report") from None
 
     event = None
     if decision.changes_order:
-        event = write_event(
-            conn,
-            decision,
-            now,
-            out_id=report.out_id,
-            previous_status=previous.value if previous else None,
-            registered=registered,
-            phone=report.phone,
-            err_code=err_code,
-            err_msg=err_msg,
-            resolved_by=report.source.value,
-            message_id=report.message_id,
-        )
+        event = write_event(conn, decision, now, **event_facts(report, previous, registered, err_code, err_msg))
     try:
-        _record_receipt(conn, report, decision.outcome, err_code, err_msg, now)
+        conn.execute(_INSERT_RECEIPT, receipt_row(report, decision.outcome, err_code, err_msg, now))
     except exc.IntegrityError as error:
         if not is_duplicate_key(error):
             raise
@@ -108,10 +91,29 @@ def apply_report(conn: Connection, report: ReportToApply, reported: Status, now:
     return ApplyResult(decision.outcome, decision.new_status or previous or reported, event)
 
 
-def _create_unregistered_order(
-    conn: Connection, report: ReportToApply, status: Status, err_code: str | None, err_msg: str | None, now: datetime
-) -> None:
-    values = {
+# ---- the rows one report writes (the batch path writes the same rows, many at a time) ----------------------
+
+
+def resolution(
+    report: ReportToApply, reported: Status, err_code: str | None, err_msg: str | None, now: datetime
+) -> dict[str, Any]:
+    """The parameters of RESOLVE_PENDING for this report."""
+    return {
+        "p_out_id": report.out_id,
+        "p_status": reported.value,
+        "p_err_code": err_code,
+        "p_err_msg": err_msg,
+        "p_resolved_by": report.source.value,
+        "p_message_id": report.message_id,
+        "p_now": now,
+    }
+
+
+def orphan_row(
+    report: ReportToApply, status: Status, err_code: str | None, err_msg: str | None, now: datetime
+) -> dict[str, Any]:
+    """An order first seen in this report: created with its status, marked unregistered."""
+    return {
         "out_id": report.out_id,
         "phone": report.phone,
         "status": status.value,
@@ -123,17 +125,14 @@ def _create_unregistered_order(
         "resolved_at": now,
         "created_at": now,
         "registered": False,
+        "charge_attempts": 0,
     }
-    try:
-        conn.execute(INSERT_ORDER, values)
-    except exc.IntegrityError:
-        raise LostRace("order created by a concurrent report") from None
 
 
-def _record_receipt(
-    conn: Connection, report: ReportToApply, outcome: Outcome, err_code: str | None, err_msg: str | None, now: datetime
-) -> None:
-    values = {
+def receipt_row(
+    report: ReportToApply, outcome: Outcome, err_code: str | None, err_msg: str | None, now: datetime
+) -> dict[str, Any]:
+    return {
         "message_id": report.message_id,
         "message_type": report.message_type,
         "out_id": report.out_id,
@@ -146,7 +145,22 @@ def _record_receipt(
         "outcome": outcome.value,
         "source": report.source.value,
     }
-    conn.execute(_INSERT_RECEIPT, values)
+
+
+def event_facts(
+    report: ReportToApply, previous: Status | None, registered: bool, err_code: str | None, err_msg: str | None
+) -> dict[str, Any]:
+    """What an outbox event tells about the transition this report makes."""
+    return {
+        "out_id": report.out_id,
+        "previous_status": previous.value if previous else None,
+        "registered": registered,
+        "phone": report.phone,
+        "err_code": err_code,
+        "err_msg": err_msg,
+        "resolved_by": report.source.value,
+        "message_id": report.message_id,
+    }
 
 
 def status_of_recorded_message(conn: Connection, message_id: str) -> Status | None:

@@ -21,6 +21,13 @@ _INSERT_EVENT = insert(outbox)
 def write_event(conn: Connection, decision: Decision, now: datetime, **facts: Any) -> dict[str, Any]:
     """Writes the outbox event of a transition and returns its payload: what the webhook and the hook receive
     (event_id, kind, out_id, phone, status, err_code, err_msg, resolved_by, occurred_at, and a few more facts)."""
+    row, payload = event_row(decision, now, **facts)
+    conn.execute(_INSERT_EVENT, row)
+    return payload
+
+
+def event_row(decision: Decision, now: datetime, **facts: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The outbox row of a transition, and its payload."""
     event_id = str(uuid.uuid4())
     payload = {
         "event_id": event_id,
@@ -30,20 +37,22 @@ def write_event(conn: Connection, decision: Decision, now: datetime, **facts: An
         "resolved_at": now.isoformat(),
         **facts,
     }
-    conn.execute(
-        _INSERT_EVENT,
-        {
-            "event_id": event_id,
-            "out_id": facts["out_id"],
-            "kind": decision.event_kind,
-            "payload": json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
-            "created_at": now,
-            "delivered_at": None,
-            "attempts": 0,
-            "last_error": None,
-        },
-    )
-    return payload
+    row = {
+        "event_id": event_id,
+        "out_id": facts["out_id"],
+        "kind": decision.event_kind,
+        "payload": json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+        "created_at": now,
+        "delivered_at": None,
+        "attempts": 0,
+        "last_error": None,
+    }
+    return row, payload
+
+
+def insert_events(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(_INSERT_EVENT, list(rows))
 
 
 MAX_BACKOFF = timedelta(hours=1)

@@ -12,7 +12,16 @@ from typing import Any
 from sqlalchemy import Connection, exc
 from sqlalchemy.engine import URL
 
-from shared.adapters.ledger import apply, dead_letters, events, lifecycle, queries, reconciliation, sweeping
+from shared.adapters.ledger import (
+    apply,
+    batch,
+    dead_letters,
+    events,
+    lifecycle,
+    queries,
+    reconciliation,
+    sweeping,
+)
 from shared.adapters.ledger.engine import (
     TransactionAborted,
     build_engine,
@@ -150,6 +159,37 @@ class Ledger:
                 self._log_unusual(report, result)
             return result
         raise AssertionError("unreachable")
+
+    def apply_batch(
+        self, reports: Sequence[ReportToApply], letters: Sequence[batch.DeadLetterToRecord] = ()
+    ) -> batch.BatchResult:
+        """A received batch in ONE transaction, committed once (shared/adapters/ledger/batch.py): the reports, each
+        exactly as ``apply_report`` would apply it, and the dead letters. A report that fails leaves only itself
+        unapplied (its error in the result). Raises TransientError when the batch as a whole cannot be committed:
+        then nothing of it is."""
+        reported = [status_for_result(report.result) for report in reports]  # PoisonMessage before any I/O
+        fast, aborted = True, 0
+        while True:
+            try:
+                with self._transaction("applying a batch") as conn:
+                    now = self._clock()
+                    if fast:
+                        return batch.apply_batch_fast(conn, reports, reported, letters, now)
+                    return batch.apply_batch_per_report(conn, reports, reported, letters, now, self._seen_in)
+            except batch.Unforeseen:
+                fast = False  # another transaction's work got in the way: one savepoint per report (only once)
+            except TransactionAborted:
+                aborted += 1
+                if aborted == APPLY_ATTEMPTS:
+                    raise
+                time.sleep(random.uniform(0, 0.01 * aborted))
+
+    @staticmethod
+    def _seen_in(report: ReportToApply, seen: apply.MessageSeenBefore, conn: Connection) -> ApplyResult:
+        status = seen.order_status or apply.status_of_recorded_message(conn, report.message_id)
+        if status is None:
+            raise TransientError(f"message {report.message_id} was recorded and is gone again")
+        return ApplyResult(Outcome.DUPLICATE, status, None)
 
     def expire_order(self, out_id: str, reason: str) -> str | None:
         """PENDING -> EXPIRED with an outbox event (its id is returned); None when the order is not PENDING."""

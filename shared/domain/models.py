@@ -167,6 +167,10 @@ def decode_body(body: str) -> str:
 
 
 def _base64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)  # the common case, at C speed
+    except (binascii.Error, ValueError):
+        pass  # say exactly what is wrong
     for offset, char in enumerate(text):
         if char not in _BASE64_ALPHABET:
             raise PoisonMessage(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,8 +80,10 @@ def apply_message(ledger: Ledger, envelope: Envelope) -> MessageOutcome:
         outcomes.append(result.outcome.value)
         if result.event is not None:
             events.append(result.event)
-        if result.outcome is not Outcome.APPLIED:
-            logger.info(
+        if result.outcome is Outcome.DUPLICATE and logger.isEnabledFor(
+            logging.DEBUG
+        ):  # a normal receipt: no line at INFO
+            logger.debug(
                 "receipt not applied",
                 extra={
                     "message_id": write.message_id,

@@ -7,7 +7,7 @@ LOCAL_DIR ?= .local
 
 DEMO_DIR := .local/demo
 
-.PHONY: venv test lint format bench mns local-up local-down invoke migrate demo docs build clean
+.PHONY: venv test lint format bench mns local-up local-down invoke migrate demo docs build deploy clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) -m bench.outbox_delivery
 	$(PY) -m bench.sweep_selection
 	$(PY) -m bench.sweep_rate
+	$(PY) -m bench.import_time
 
 # Run the MNS emulator in the foreground: make mns ARGS='--port 9100 --data-dir .local/mns'
 mns: $(STAMP)
@@ -59,9 +60,16 @@ invoke: $(STAMP)
 	  . "$(abspath $(LOCAL_DIR))/stack.env"; fi; set +a; \
 	$(PY) -m local invoke --function $(FN) $(if $(EVENT),--event $(EVENT)) $(INVOKE_ARGS)
 
-# Deployable code directories (function + shared/ + python3.10 wheels) and build/template.yml.
+# One code package for the three functions (build/code: handlers, shared/, python3.10 wheels with the driver of
+# DB=mysql|postgresql only, trimmed) and build/template.yml, ram-policy.json, trust-policy.json, manifest.json.
+DB ?= mysql
 build: $(STAMP)
-	$(PY) -m local.build
+	$(PY) -m local.build --db $(DB) $(BUILD_ARGS)
+
+# s deploy -t build/template.yml -y, after checking the build, the `s` CLI, its credentials and the variables
+# the template needs (README "Deploying"); DEPLOY_ARGS=--check stops before running s.
+deploy: $(STAMP)
+	$(PY) -m local.deploy $(DEPLOY_ARGS)
 
 docs: $(STAMP)
 	$(PY) -m local.docs

@@ -1,5 +1,6 @@
 """What the emulator and the runner know about a function: `FunctionSpec`, and `load_template` that reads
-them from a Serverless Devs FC 2.0 template (edition 1.0.0, component `fc`; reference/fc.md §2.2-2.3)."""
+them from a Serverless Devs FC 2.0 template (edition 1.0.0, component `fc`; reference/fc.md §2.2-2.3);
+`render_template`, the same resolution for `make build` / `make deploy`: the template as Serverless Devs deploys it."""
 
 from __future__ import annotations
 
@@ -98,9 +99,28 @@ _REFERENCE = re.compile(r"\$\{\s*([^}]*?)\s*\}")
 _ENV_CALL = re.compile(r"""^env\(\s*['"]?([A-Za-z_][A-Za-z0-9_]*)['"]?\s*(?:,\s*['"]?(.*?)['"]?\s*)?\)$""")
 
 
-def load_template(path: str | Path, *, python_path: Sequence[str | Path] = ()) -> list[FunctionSpec]:
-    """Every function under `services:` whose component is `fc`. `${vars.x}` (nested keys too) and
-    `${env('NAME', 'default')}` are resolved; codeUri is relative to the template's directory."""
+def env_reference(name: str) -> str:
+    """The one spelling of an environment reference that Serverless Devs resolves in an edition 1.0.0 template:
+    ``${env(NAME)}`` — no quotes, no default, and not inside ``vars`` (@serverless-devs/core reads
+    ``process.env[<text between the parentheses>]`` and never resolves references held in ``vars``)."""
+    return "${env(" + name + ")}"
+
+
+@dataclass
+class _Resolution:
+    """How `${env(...)}` is resolved: from `environ`; a variable in `keep` is written back as a reference for
+    Serverless Devs to read at deploy time (when set; else its default); a variable that is unset and has no
+    default is collected in `missing` and becomes "" (`strict` makes that an error naming them all)."""
+
+    environ: Mapping[str, str]
+    strict: bool = False
+    keep: frozenset[str] = frozenset()
+    unresolved: str = "empty"  # "empty": a missing variable becomes ""; "reference": ${env(NAME)} for `s` to read
+    missing: list[str] = field(default_factory=list)
+
+
+def read_template(path: str | Path) -> dict[str, Any]:
+    """The template's YAML as a mapping, checked to be an FC 2.0 template (edition 1.0.0 with `services:`)."""
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text())
@@ -111,16 +131,56 @@ def load_template(path: str | Path, *, python_path: Sequence[str | Path] = ()) -
     edition = str(document.get("edition", ""))
     if edition != "1.0.0":
         raise TemplateError(f"{path}: edition {edition or '(missing)'} is not supported; FC 2.0 needs edition 1.0.0")
-    raw_vars = document.get("vars") or {}
-    variables = _resolve(raw_vars, raw_vars, f"{path}: vars")
-    services = document.get("services")
-    if not isinstance(services, dict):
+    if not isinstance(document.get("services"), dict):
         raise TemplateError(f"{path}: no `services:` mapping (FC 2.0 templates use services, not resources)")
+    return document
+
+
+def render_template(
+    path: str | Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    keep: Sequence[str] = (),
+    strict: bool = False,
+    unresolved: str = "empty",
+) -> dict[str, Any]:
+    """The template with every `${vars.x}` and `${env('NAME', 'default')}` resolved and `vars` dropped: what
+    Serverless Devs deploys. Variables named in `keep` (secrets) stay `${env(NAME)}` when set in `environ`, so `s`
+    reads them at deploy time and they are never written down; unset, they take their default (usually "").
+    A variable that is unset and has no default raises TemplateError naming every such variable when `strict`,
+    else becomes "" (`unresolved="empty"`) or a `${env(NAME)}` reference (`unresolved="reference"`)."""
+    path = Path(path)
+    document = read_template(path)
+    how = _Resolution(
+        os.environ if environ is None else environ, strict=strict, keep=frozenset(keep), unresolved=unresolved
+    )
+    raw_vars = document.get("vars") or {}
+    variables = _resolve(raw_vars, raw_vars, f"{path}: vars", how)
+    rendered = {k: v for k, v in document.items() if k != "vars"}
+    rendered["services"] = _resolve(document["services"], variables, f"{path}: services", how)
+    if how.missing and strict:
+        names = ", ".join(dict.fromkeys(how.missing))
+        raise TemplateError(f"{path}: set these environment variables (they have no default): {names}")
+    return rendered
+
+
+def load_template(
+    path: str | Path, *, python_path: Sequence[str | Path] = (), environ: Mapping[str, str] | None = None
+) -> list[FunctionSpec]:
+    """Every function under `services:` whose component is `fc`. `${vars.x}` (nested keys too) and
+    `${env('NAME', 'default')}` are resolved from `environ` (default: os.environ); an unset variable without a
+    default (an account-specific value the local stack does not need) becomes ""; codeUri is relative to the
+    template's directory."""
+    path = Path(path)
+    document = read_template(path)
+    how = _Resolution(os.environ if environ is None else environ)
+    raw_vars = document.get("vars") or {}
+    variables = _resolve(raw_vars, raw_vars, f"{path}: vars", how)
     specs: list[FunctionSpec] = []
-    for entry_name, entry in services.items():
+    for entry_name, entry in document["services"].items():
         if not isinstance(entry, dict) or entry.get("component") != "fc":
             continue
-        props = _resolve(entry.get("props") or {}, variables, f"{path}: services.{entry_name}.props")
+        props = _resolve(entry.get("props") or {}, variables, f"{path}: services.{entry_name}.props", how)
         if props.get("function"):
             specs.append(_function_spec(props, path.parent, [Path(p) for p in python_path], f"{path}: {entry_name}"))
     return specs
@@ -183,35 +243,50 @@ def _number(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _resolve(value: Any, variables: dict, where: str, depth: int = 0) -> Any:
+def _resolve(value: Any, variables: dict, where: str, how: _Resolution, depth: int = 0) -> Any:
     if depth > 20:
         raise TemplateError(f"{where}: variable references nest too deeply (a cycle?)")
     if isinstance(value, dict):
-        return {k: _resolve(v, variables, f"{where}.{k}", depth) for k, v in value.items()}
+        return {k: _resolve(v, variables, f"{where}.{k}", how, depth) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve(v, variables, f"{where}[{i}]", depth) for i, v in enumerate(value)]
+        return [_resolve(v, variables, f"{where}[{i}]", how, depth) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
     whole = _REFERENCE.fullmatch(value.strip())
     if whole:  # `service: ${vars.service}` keeps the referenced value's type (a mapping here)
-        return _resolve(_lookup(whole.group(1), variables, where), variables, where, depth + 1)
+        return _resolved(_lookup(whole.group(1), variables, where, how), variables, where, how, depth)
 
     def text(match: re.Match) -> str:
-        found = _resolve(_lookup(match.group(1), variables, where), variables, where, depth + 1)
-        return str(found)
+        return str(_resolved(_lookup(match.group(1), variables, where, how), variables, where, how, depth))
 
     return _REFERENCE.sub(text, value)
 
 
-def _lookup(expression: str, variables: dict, where: str) -> Any:
+class _Final(str):
+    """An environment value (or a reference left for `s`): used as it is, never resolved again."""
+
+
+def _resolved(found: Any, variables: dict, where: str, how: _Resolution, depth: int) -> Any:
+    if isinstance(found, _Final):
+        return str(found)
+    return _resolve(found, variables, where, how, depth + 1)
+
+
+def _lookup(expression: str, variables: dict, where: str, how: _Resolution) -> Any:
     env = _ENV_CALL.match(expression)
     if env:
         name, default = env.group(1), env.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is None:
-            raise TemplateError(f"{where}: environment variable {name} is not set and has no default")
-        return default
+        value = how.environ.get(name)
+        if value is not None and not value.strip():
+            value = None  # empty counts as unset, as in shared.settings.load_settings
+        if value is not None and name in how.keep:
+            return _Final(env_reference(name))
+        if value is not None:
+            return _Final(value)
+        if default is not None:
+            return _Final(default)
+        how.missing.append(name)
+        return _Final(env_reference(name) if how.unresolved == "reference" else "")
     parts = expression.split(".")
     if parts[0] != "vars" or len(parts) < 2:
         raise TemplateError(f"{where}: unsupported reference ${{{expression}}} (only vars.* and env() are resolved)")

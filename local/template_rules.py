@@ -1,0 +1,454 @@
+"""What the Serverless Devs `fc` component (FC 2.0, edition 1.0.0) accepts in a template's `props`, as rules.
+
+Derived by hand from the component's property schema (devsapp/fc `publish.yaml`, `Properties:`: the region,
+runtime and memory enumerations, the name pattern, the VPC id patterns, the async ranges, the trigger shapes) and
+from FC's documented limits (timer expressions, reserved `FC_*` variables, 4 KB of environment variables, timeout
+1..86400 s), so the template is checked without the schema file, Serverless Devs or a network:
+
+    problems = check_template(render_template("template.yml", environ))   # [] when the template is fine
+
+Each problem is one line naming the place, e.g. ``services.drainer.props.function.memorySize: 500 is not one of
+128, 256, 512, ...``. A value that is still an ``${env(NAME)}`` reference (a secret, or a value `s` reads at deploy
+time) is only checked to be a string. Stricter than the schema in one way: an unknown key under `service` is
+reported (the schema allows it, and a misspelt `vpcconfig` would silently deploy without a VPC).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+REGIONS = frozenset(
+    {
+        "cn-beijing",
+        "cn-hangzhou",
+        "cn-shanghai",
+        "cn-qingdao",
+        "cn-zhangjiakou",
+        "cn-huhehaote",
+        "cn-shenzhen",
+        "cn-chengdu",
+        "cn-hongkong",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ap-southeast-3",
+        "ap-southeast-5",
+        "ap-northeast-1",
+        "eu-central-1",
+        "eu-west-1",
+        "us-west-1",
+        "us-east-1",
+        "ap-south-1",
+    }
+)
+RUNTIMES = frozenset(
+    {
+        "nodejs16",
+        "nodejs14",
+        "nodejs12",
+        "nodejs10",
+        "nodejs8",
+        "python3",
+        "python3.10",
+        "python3.9",
+        "python2.7",
+        "java8",
+        "java11",
+        "php7.2",
+        "dotnetcore2.1",
+        "custom",
+        "custom.debian10",
+        "custom-container",
+        "nodejs6",
+        "nodejs4.4",
+    }
+)
+MEMORY_SIZES = (128, 256, 512, 1024, 2048, 3072, 4096, 8192, 16384, 32768)
+TRIGGER_TYPES = frozenset({"http", "timer", "oss", "log", "mns_topic", "cdn_events", "tablestore"})
+NAME = re.compile(r"^[a-zA-Z0-9-_]{1,128}$")
+ROLE_ARN = re.compile(r"^acs:ram.*:role.*$")
+MAX_ASYNC_RETRY_ATTEMPTS = (0, 8)
+MAX_ASYNC_EVENT_AGE_SECONDS = (1, 2592000)
+TIMEOUT_SECONDS = (1, 86400)  # fc3 schema and FC's limits page; FC 2.0's own maximum is not documented
+ENVIRONMENT_BYTES = 4096  # all variables of a function together
+PROPS_KEYS = frozenset({"region", "service", "function", "triggers", "customDomains"})
+SERVICE_KEYS = frozenset(
+    {
+        "name",
+        "description",
+        "internetAccess",
+        "role",
+        "tracingConfig",
+        "vpcBinding",
+        "logConfig",
+        "vpcConfig",
+        "ossMountConfig",
+        "nasConfig",
+    }
+)
+FUNCTION_KEYS = frozenset(
+    {
+        "name",
+        "description",
+        "codeUri",
+        "ossBucket",
+        "ossKey",
+        "handler",
+        "runtime",
+        "customRuntimeConfig",
+        "customHealthCheckConfig",
+        "customContainerConfig",
+        "instanceType",
+        "memorySize",
+        "gpuMemorySize",
+        "timeout",
+        "instanceConcurrency",
+        "instanceSoftConcurrency",
+        "caPort",
+        "cpu",
+        "diskSize",
+        "environmentVariables",
+        "layers",
+        "initializer",
+        "initializationTimeout",
+        "instanceLifecycleConfig",
+        "customDNS",
+        "asyncConfiguration",
+    }
+)
+LOG_CONFIG_KEYS = frozenset({"project", "logstore", "logBeginRule", "enableRequestMetrics", "enableInstanceMetrics"})
+VPC_CONFIG_KEYS = frozenset({"vpcId", "securityGroupId", "vswitchIds"})
+ASYNC_KEYS = frozenset({"destination", "maxAsyncEventAgeInSeconds", "maxAsyncRetryAttempts", "statefulInvocation"})
+DESTINATION_KEYS = frozenset({"onSuccess", "onFailure"})
+PYTHON_HANDLER = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\.[A-Za-z_]\w*$")
+DEPLOY_TIME = re.compile(r"\$\{env\(([A-Za-z_][A-Za-z0-9_]*)\)\}")  # left for `s` to read when it deploys
+
+
+class _Problems(list):
+    def add(self, where: str, message: str) -> None:
+        self.append(f"{where}: {message}")
+
+
+def check_template(document: Mapping[str, Any]) -> list[str]:
+    """Every problem of a rendered FC 2.0 template (vars resolved), one line each; [] when it is fine."""
+    problems = _Problems()
+    if str(document.get("edition", "")) != "1.0.0":
+        problems.add("edition", f"must be 1.0.0 for the fc component (got {document.get('edition')!r})")
+    services = document.get("services")
+    if not isinstance(services, Mapping) or not services:
+        problems.add("services", "must be a mapping of one or more entries")
+        return problems
+    for key, entry in services.items():
+        where = f"services.{key}"
+        if not isinstance(entry, Mapping) or entry.get("component") != "fc":
+            problems.add(where, "component must be fc")
+            continue
+        props = entry.get("props")
+        if not isinstance(props, Mapping):
+            problems.add(f"{where}.props", "must be a mapping")
+            continue
+        _check_props(props, f"{where}.props", problems)
+    return problems
+
+
+def _check_props(props: Mapping[str, Any], where: str, problems: _Problems) -> None:
+    _unknown(props, PROPS_KEYS, where, problems)
+    _enum(props, "region", REGIONS, where, problems, required=True)
+    service = props.get("service")
+    if not isinstance(service, Mapping):
+        problems.add(f"{where}.service", "is required (a mapping with at least a name)")
+    else:
+        _check_service(service, f"{where}.service", problems)
+    function = props.get("function")
+    if function is not None:
+        if isinstance(function, Mapping):
+            _check_function(function, f"{where}.function", problems)
+        else:
+            problems.add(f"{where}.function", "must be a mapping")
+    triggers = props.get("triggers")
+    if triggers is not None:
+        if isinstance(triggers, list):
+            for i, trigger in enumerate(triggers):
+                _check_trigger(trigger, f"{where}.triggers[{i}]", problems)
+        else:
+            problems.add(f"{where}.triggers", "must be a list")
+
+
+def _check_service(service: Mapping[str, Any], where: str, problems: _Problems) -> None:
+    _unknown(service, SERVICE_KEYS, where, problems)
+    _pattern(service, "name", NAME, where, problems, required=True)
+    _string(service, "description", where, problems, max_length=4096)
+    _boolean(service, "internetAccess", where, problems)
+    role = service.get("role")
+    if isinstance(role, str):
+        _pattern(service, "role", ROLE_ARN, where, problems)
+    elif role is not None and not isinstance(role, Mapping):
+        problems.add(f"{where}.role", "must be a role ARN (acs:ram::<account>:role/<name>) or a role mapping")
+    log = service.get("logConfig")
+    if isinstance(log, Mapping):
+        here = f"{where}.logConfig"
+        _unknown(log, LOG_CONFIG_KEYS, here, problems)
+        _string(log, "project", here, problems, required=True, min_length=1)
+        _string(log, "logstore", here, problems, required=True, min_length=1)
+        _enum(log, "logBeginRule", frozenset({"DefaultRegex", "None"}), here, problems)
+        _boolean(log, "enableRequestMetrics", here, problems)
+        _boolean(log, "enableInstanceMetrics", here, problems)
+    elif log is not None and log != "auto":
+        problems.add(f"{where}.logConfig", "must be auto or a mapping with project and logstore")
+    vpc = service.get("vpcConfig")
+    if isinstance(vpc, Mapping):
+        here = f"{where}.vpcConfig"
+        _unknown(vpc, VPC_CONFIG_KEYS, here, problems)
+        _pattern(vpc, "vpcId", re.compile(r"^vpc-.+$"), here, problems, required=True)
+        _pattern(vpc, "securityGroupId", re.compile(r"^sg-.+$"), here, problems, required=True)
+        switches = vpc.get("vswitchIds")
+        if not isinstance(switches, list) or not switches:
+            problems.add(f"{here}.vswitchIds", "must be a non-empty list (lower-case 'vswitchIds' in FC 2.0)")
+        else:
+            if len(set(map(str, switches))) != len(switches):
+                problems.add(f"{here}.vswitchIds", "has duplicates")
+            for i, switch in enumerate(switches):
+                _value(switch, f"{here}.vswitchIds[{i}]", problems, re.compile(r"^vsw-.+$").match, "vsw-...")
+    elif vpc is not None and vpc != "auto":
+        problems.add(f"{where}.vpcConfig", "must be auto or a mapping with vpcId, securityGroupId and vswitchIds")
+
+
+def _check_function(function: Mapping[str, Any], where: str, problems: _Problems) -> None:
+    _unknown(function, FUNCTION_KEYS, where, problems)
+    _pattern(function, "name", NAME, where, problems, required=True)
+    _enum(function, "runtime", RUNTIMES, where, problems, required=True)
+    has_code = "codeUri" in function
+    has_oss = "ossBucket" in function and "ossKey" in function
+    if has_code == has_oss:
+        problems.add(where, "needs codeUri, or ossBucket and ossKey (exactly one of the two)")
+    _string(function, "codeUri", where, problems, min_length=1)
+    python = str(function.get("runtime", "")).startswith("python")
+    for key in ("handler", "initializer"):
+        _string(function, key, where, problems, required=key == "handler")
+        if python and isinstance(function.get(key), str) and not PYTHON_HANDLER.match(function[key]):
+            problems.add(f"{where}.{key}", f"must be <module>.<function> (got {function[key]!r})")
+    memory = function.get("memorySize")
+    if memory is not None and (isinstance(memory, bool) or memory not in MEMORY_SIZES):
+        problems.add(f"{where}.memorySize", f"{memory!r} is not one of {', '.join(map(str, MEMORY_SIZES))}")
+    _integer(function, "timeout", where, problems, TIMEOUT_SECONDS)
+    _integer(function, "initializationTimeout", where, problems, TIMEOUT_SECONDS)
+    if "initializer" in function and "initializationTimeout" not in function:
+        problems.add(f"{where}.initializationTimeout", "set it with the initializer (else FC uses its default)")
+    _integer(function, "instanceConcurrency", where, problems, (1, 200))
+    layers = function.get("layers")
+    if layers is not None and (not isinstance(layers, list) or not all(isinstance(x, str) for x in layers)):
+        problems.add(f"{where}.layers", "must be a list of layer ARNs")
+    _check_environment(function.get("environmentVariables"), f"{where}.environmentVariables", problems)
+    asynchronous = function.get("asyncConfiguration")
+    if isinstance(asynchronous, Mapping):
+        here = f"{where}.asyncConfiguration"
+        _unknown(asynchronous, ASYNC_KEYS, here, problems)
+        _integer(asynchronous, "maxAsyncRetryAttempts", here, problems, MAX_ASYNC_RETRY_ATTEMPTS)
+        _integer(asynchronous, "maxAsyncEventAgeInSeconds", here, problems, MAX_ASYNC_EVENT_AGE_SECONDS)
+        _boolean(asynchronous, "statefulInvocation", here, problems)
+        destination = asynchronous.get("destination")
+        if isinstance(destination, Mapping):
+            _unknown(destination, DESTINATION_KEYS, f"{here}.destination", problems)
+            for key in DESTINATION_KEYS:
+                _string(destination, key, f"{here}.destination", problems, min_length=1)  # a plain string in 2.0
+        elif destination is not None:
+            problems.add(f"{here}.destination", "must be a mapping of onSuccess / onFailure ARNs")
+    elif asynchronous is not None:
+        problems.add(f"{where}.asyncConfiguration", "must be a mapping")
+
+
+def _check_environment(environment: Any, where: str, problems: _Problems) -> None:
+    if environment is None:
+        return
+    if not isinstance(environment, Mapping):
+        problems.add(where, "must be a mapping of names to strings")
+        return
+    size = 0
+    for name, value in environment.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            problems.add(where, f"{name!r} is not a variable name")
+        elif name.startswith("FC_"):
+            problems.add(f"{where}.{name}", "FC_* variables are reserved: FC sets them in every instance")
+        if not isinstance(value, str):
+            problems.add(f"{where}.{name}", f"must be a string (quote it: {value!r})")
+        size += len(str(name)) + len(str(value))
+    if size > ENVIRONMENT_BYTES:
+        problems.add(where, f"{size} bytes; all variables of a function must fit in {ENVIRONMENT_BYTES}")
+
+
+def _check_trigger(trigger: Any, where: str, problems: _Problems) -> None:
+    if not isinstance(trigger, Mapping):
+        problems.add(where, "must be a mapping with name, type and config")
+        return
+    _pattern(trigger, "name", NAME, where, problems, required=True)
+    _enum(trigger, "type", TRIGGER_TYPES, where, problems, required=True)
+    config = trigger.get("config")
+    if not isinstance(config, Mapping):
+        problems.add(f"{where}.config", "is required (a mapping)")
+        return
+    if trigger.get("type") == "timer":
+        here = f"{where}.config"
+        _boolean(config, "enable", here, problems, required=True)
+        _string(config, "payload", here, problems)
+        expression = config.get("cronExpression")
+        if not isinstance(expression, str):
+            problems.add(f"{here}.cronExpression", "is required for a timer")
+        else:
+            error = timer_expression_error(expression)
+            if error:
+                problems.add(f"{here}.cronExpression", error)
+
+
+# ---------------------------------------------------------------------------------------------- timers
+
+_EVERY = re.compile(r"^@every\s+((?:\d+h)?(?:\d+m)?)$")
+_CRON_FIELDS = (  # name, low, high, names: FC's 6-field cron (seconds first), UTC unless CRON_TZ=
+    ("seconds", 0, 59, ()),
+    ("minutes", 0, 59, ()),
+    ("hours", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+    ("day of week", 0, 6, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
+)
+
+
+def timer_expression_error(expression: str) -> str | None:
+    """None when `expression` is a valid FC timer: `@every <n>m` / `<n>h<n>m` (at least a minute), or six cron
+    fields `sec min hour day-of-month month day-of-week` with an optional `CRON_TZ=<IANA zone> ` prefix."""
+    text = expression.strip()
+    every = _EVERY.match(text)
+    if text.startswith("@every"):
+        if not every or not every.group(1):
+            return f"{expression!r}: @every takes an interval such as 1m, 90m or 1h30m"
+        hours = re.search(r"(\d+)h", every.group(1))
+        minutes = re.search(r"(\d+)m", every.group(1))
+        total = (int(hours.group(1)) if hours else 0) * 60 + (int(minutes.group(1)) if minutes else 0)
+        return None if total >= 1 else f"{expression!r}: the interval must be at least 1m"
+    if text.startswith("CRON_TZ="):
+        zone, _, text = text[len("CRON_TZ=") :].partition(" ")
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            return f"{expression!r}: CRON_TZ={zone} is not a time zone"
+    fields = text.split()
+    if len(fields) != 6:
+        return f"{expression!r}: FC cron has 6 fields (seconds first), got {len(fields)}"
+    for value, (name, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        error = _cron_field_error(value, low, high, names, question=name in ("day of month", "day of week"))
+        if error:
+            return f"{expression!r}: {name} {value!r}: {error}"
+    return None
+
+
+def _cron_field_error(value: str, low: int, high: int, names: tuple[str, ...], *, question: bool) -> str | None:
+    if value == "?":
+        return None if question else "'?' is only for day of month or day of week"
+    for part in value.split(","):
+        base, _, step = part.partition("/")
+        if step and (not step.isdigit() or int(step) < 1):
+            return f"bad step {step!r}"
+        if base == "*":
+            continue
+        bounds = base.split("-")
+        if len(bounds) > 2:
+            return f"bad range {base!r}"
+        numbers = []
+        for bound in bounds:
+            number = names.index(bound.upper()) + low if bound.upper() in names else None
+            if number is None:
+                if not bound.isdigit():
+                    return f"{bound!r} is not a number" + (f" or one of {', '.join(names)}" if names else "")
+                number = int(bound)
+            if not low <= number <= high:
+                return f"{number} is outside {low}..{high}"
+            numbers.append(number)
+        if len(numbers) == 2 and numbers[0] > numbers[1]:
+            return f"range {base!r} runs backwards"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- values
+
+
+def _deploy_time(value: Any) -> bool:
+    return isinstance(value, str) and DEPLOY_TIME.search(value) is not None
+
+
+def _unknown(mapping: Mapping[str, Any], known: frozenset[str], where: str, problems: _Problems) -> None:
+    for key in mapping:
+        if key not in known:
+            problems.add(f"{where}.{key}", "is not a property the fc component knows")
+
+
+def _value(value: Any, where: str, problems: _Problems, ok: Callable[[str], Any], shape: str) -> None:
+    if not isinstance(value, str):
+        problems.add(where, f"must be a string like {shape}")
+    elif not _deploy_time(value) and not ok(value):
+        problems.add(where, f"{value!r} does not look like {shape}")
+
+
+def _pattern(
+    mapping: Mapping[str, Any], key: str, pattern: re.Pattern[str], where: str, problems: _Problems, **kw: bool
+) -> None:
+    if key not in mapping:
+        if kw.get("required"):
+            problems.add(f"{where}.{key}", "is required")
+        return
+    _value(mapping[key], f"{where}.{key}", problems, pattern.match, pattern.pattern)
+
+
+def _enum(
+    mapping: Mapping[str, Any], key: str, allowed: frozenset[str], where: str, problems: _Problems, **kw: bool
+) -> None:
+    if key not in mapping:
+        if kw.get("required"):
+            problems.add(f"{where}.{key}", "is required")
+        return
+    value = mapping[key]
+    if not _deploy_time(value) and value not in allowed:
+        problems.add(f"{where}.{key}", f"{value!r} is not one of {', '.join(sorted(allowed))}")
+
+
+def _string(
+    mapping: Mapping[str, Any],
+    key: str,
+    where: str,
+    problems: _Problems,
+    *,
+    required: bool = False,
+    min_length: int = 0,
+    max_length: int | None = None,
+) -> None:
+    if key not in mapping:
+        if required:
+            problems.add(f"{where}.{key}", "is required")
+        return
+    value = mapping[key]
+    if not isinstance(value, str):
+        problems.add(f"{where}.{key}", f"must be a string (got {value!r})")
+    elif len(value) < min_length:
+        problems.add(f"{where}.{key}", "must not be empty")
+    elif max_length is not None and len(value) > max_length:
+        problems.add(f"{where}.{key}", f"is longer than {max_length} characters")
+
+
+def _boolean(mapping: Mapping[str, Any], key: str, where: str, problems: _Problems, *, required: bool = False) -> None:
+    if key not in mapping:
+        if required:
+            problems.add(f"{where}.{key}", "is required")
+        return
+    if not isinstance(mapping[key], bool):
+        problems.add(f"{where}.{key}", f"must be true or false (got {mapping[key]!r})")
+
+
+def _integer(mapping: Mapping[str, Any], key: str, where: str, problems: _Problems, bounds: tuple[int, int]) -> None:
+    if key not in mapping:
+        return
+    value = mapping[key]
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int):
+        problems.add(f"{where}.{key}", f"must be a whole number (got {value!r})")
+    elif not low <= value <= high:
+        problems.add(f"{where}.{key}", f"{value} is outside {low}..{high}")

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, exc, insert, select
+from sqlalchemy import Connection, exc
 
 from shared.adapters.ledger import apply, dead_letters
-from shared.adapters.ledger.events import event_row, insert_events
+from shared.adapters.ledger.bulk import Bulk
+from shared.adapters.ledger.events import event_row
 from shared.adapters.ledger.records import ApplyResult, ReportToApply
-from shared.adapters.ledger.schema import ERR_CODE_MAX, ERR_MSG_MAX, orders, receipts
+from shared.adapters.ledger.schema import ERR_CODE_MAX, ERR_MSG_MAX, orders, outbox, receipts
 from shared.adapters.ledger.schema import dead_letters as dead_letters_table
 from shared.adapters.ledger.text import REASON_MAX, clip, storable_body
 from shared.domain.orders import Decision, Outcome, Status, transition
@@ -52,14 +53,6 @@ class Unforeseen(Exception):
     """The fast path met another transaction's work: run the batch again, one savepoint per report."""
 
 
-_SEEN = select(receipts.c.message_id)
-_STATE = select(orders.c.out_id, orders.c.status, orders.c.registered)
-_DEAD = select(dead_letters_table.c.message_id)
-_INSERT_ORDERS = insert(orders)
-_INSERT_RECEIPTS = insert(receipts)
-_INSERT_DEAD_LETTERS = insert(dead_letters_table)
-
-
 @dataclass
 class _Order:
     status: Status
@@ -74,12 +67,12 @@ def apply_batch_fast(
     now: datetime,
 ) -> BatchResult:
     result = BatchResult()
-    ids = [report.message_id for report in reports]
-    seen = set(conn.execute(_SEEN.where(receipts.c.message_id.in_(ids))).scalars()) if ids else set()
+    bulk = Bulk.for_dialect(conn.dialect)
+    seen = bulk.recorded_message_ids(conn, [report.message_id for report in reports])
     out_ids = sorted({report.out_id for report in reports})
     state = {
-        row.out_id: _Order(Status(row.status), bool(row.registered))
-        for row in (conn.execute(_STATE.where(orders.c.out_id.in_(out_ids))) if out_ids else ())
+        out_id: _Order(Status(status), bool(registered))
+        for out_id, status, registered in bulk.order_states(conn, out_ids)
     }
     resolutions, orphans, events, receipt_rows = [], [], [], []
     for report, status in zip(reports, reported, strict=True):
@@ -106,25 +99,24 @@ def apply_batch_fast(
     try:
         if resolutions:
             resolutions.sort(key=lambda values: values["p_out_id"])
-            moved = conn.execute(apply.RESOLVE_PENDING, resolutions).rowcount
+            moved = bulk.resolve_pending(conn, resolutions, now)
             if moved != len(resolutions):
                 raise Unforeseen(f"{len(resolutions) - moved} order(s) changed by another transaction")
-        if orphans:
-            conn.execute(_INSERT_ORDERS, orphans)
-        insert_events(conn, events)
-        if receipt_rows:
-            conn.execute(_INSERT_RECEIPTS, receipt_rows)
-        result.dead_letters = _record_dead_letters(conn, letters, now)
+        bulk.insert(conn, orders, orphans)
+        bulk.insert(conn, outbox, sorted(events, key=lambda row: row["event_id"]))
+        bulk.insert(conn, receipts, sorted(receipt_rows, key=lambda row: row["message_id"]))
+        result.dead_letters = _record_dead_letters(conn, bulk, letters, now)
     except exc.IntegrityError as error:  # a key another transaction inserted meanwhile
         raise Unforeseen(str(error.orig)[:200]) from None
     return result
 
 
-def _record_dead_letters(conn: Connection, letters: Sequence[DeadLetterToRecord], now: datetime) -> list[bool]:
+def _record_dead_letters(
+    conn: Connection, bulk: Bulk, letters: Sequence[DeadLetterToRecord], now: datetime
+) -> list[bool]:
     if not letters:
         return []
-    ids = [letter.message_id for letter in letters]
-    known = set(conn.execute(_DEAD.where(dead_letters_table.c.message_id.in_(ids))).scalars())
+    known = bulk.known_dead_letters(conn, [letter.message_id for letter in letters])
     new, recorded = [], []
     for letter in letters:
         fresh = letter.message_id not in known
@@ -142,8 +134,7 @@ def _record_dead_letters(conn: Connection, letters: Sequence[DeadLetterToRecord]
                     "replayed_at": None,
                 }
             )
-    if new:
-        conn.execute(_INSERT_DEAD_LETTERS, new)
+    bulk.insert(conn, dead_letters_table, new)
     return recorded
 
 

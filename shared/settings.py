@@ -47,6 +47,7 @@ _FC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")  # FC 2.0 service / func
 _MNS_QUEUE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,119}")
 _DATABASE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+._-]*://\S*")
 _PLAIN = re.compile(r"[\w.:/@+-]+")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _SECRET_VARIABLES = frozenset(
     {"ALIBABA_CLOUD_ACCESS_KEY_SECRET", "ALIBABA_CLOUD_SECURITY_TOKEN", "LEDGER_URL", "WEBHOOK_SECRET", "WEBHOOK_URL"}
 )
@@ -60,6 +61,10 @@ def _endpoint(value: str) -> str:
         )
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise ValueError(f"must be scheme://host[:port] with no path, query or credentials (got {value!r})")
+    ipv6 = ":" in parts.hostname
+    if not ipv6 and not all(_HOST_LABEL.fullmatch(label) for label in parts.hostname.removesuffix(".").split(".")):
+        # e.g. https://.mns.cn-hangzhou.aliyuncs.com: a template rendered without FC_ACCOUNT_ID
+        raise ValueError(f"has an empty or malformed part in its host name (got {value!r})")
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:

@@ -128,6 +128,9 @@ def test_make_invoke_runs_the_sweep_function_against_the_environment(world: Pipe
         "SWEEP_GRACE_SECONDS": "0",
         "REPORT_DIR": str(Path(world.ledger.url.database).parent / "reports"),
         "LOG_LEVEL": "WARNING",
+        # inline dispatch: no dead-letter queue to re-drive (empty is unset; the template's value needs FC_ACCOUNT_ID)
+        "MNS_ENDPOINT": "",
+        "DLQ_QUEUE_NAME": "",
     }
     result = subprocess.run(
         ["make", "-s", "invoke", "FN=sweep", "EVENT=events/sweep.json"],
@@ -142,6 +145,21 @@ def test_make_invoke_runs_the_sweep_function_against_the_environment(world: Pipe
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["stopped_by"] == "finished" and answer["resolved_succeeded"] == 1
     assert world.ledger.get_order("fn-1").status is Status.SUCCEEDED
+
+
+def test_make_invoke_names_a_template_endpoint_rendered_without_its_account_id(world: PipelineWorld):
+    env = {**{k: v for k, v in os.environ.items() if k not in UNSET}, **world.environ, "FC_ACCOUNT_ID": ""}
+    result = subprocess.run(
+        ["make", "-s", "invoke", "FN=sweep", "EVENT=events/sweep.json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert "MNS_ENDPOINT: has an empty or malformed part in its host name" in result.stdout + result.stderr
 
 
 def test_the_cli_sweep_module_is_importable_without_the_sdks():

@@ -62,6 +62,8 @@ def test_a_sweep_function_out_of_time_invokes_itself_and_the_next_invocation_fin
                     "SWEEP_GRACE_SECONDS": "0",
                     "REPORT_DIR": str(tmp_path / "reports"),
                     "LOG_LEVEL": "WARNING",
+                    "MNS_ENDPOINT": "",  # inline dispatch: no dead-letter queue (the template's needs FC_ACCOUNT_ID)
+                    "DLQ_QUEUE_NAME": "",
                 }
             )
             client = fc2.Client(endpoint=fc.endpoint, accessKeyID=CUSTOMER_AK, accessKeySecret=CUSTOMER_SK)

@@ -140,6 +140,13 @@ def test_endpoints_keep_their_scheme_and_port_and_lose_the_trailing_slash():
     assert (s.mns_endpoint, s.dlq_queue_name) == ("http://[::1]:9300", "flow-receipts-dlq")
 
 
+@pytest.mark.parametrize("endpoint", ["https://.mns.cn-hangzhou.aliyuncs.com", "http://mns..local", "http://-x.local"])
+def test_an_endpoint_with_an_empty_or_malformed_host_part_is_refused_before_any_request(endpoint: str):
+    # e.g. the template's MNS endpoint rendered without FC_ACCOUNT_ID: a clear error, not retries until the deadline
+    message = config_error(MNS_ENDPOINT=endpoint, DLQ_QUEUE_NAME="flow-receipts-dlq")
+    assert message.startswith(f"MNS_ENDPOINT: has an empty or malformed part in its host name (got {endpoint!r})")
+
+
 def test_fc_endpoint_is_derived_from_fc_variables():
     s = settings(DISPATCH_MODE="async", FC_ACCOUNT_ID="1234567890123456", FC_REGION="cn-shanghai")
     assert s.fc_endpoint == "https://1234567890123456.cn-shanghai-internal.fc.aliyuncs.com"

@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) -m bench.sweep_selection
 	$(PY) -m bench.sweep_rate
 	$(PY) -m bench.import_time
+	$(PY) -m bench.log_line
 
 # Run the MNS emulator in the foreground: make mns ARGS='--port 9100 --data-dir .local/mns'
 mns: $(STAMP)

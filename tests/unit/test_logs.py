@@ -219,6 +219,13 @@ def test_real_fc2_client_error_logs_no_token_or_signature(
         ("ledger mysql+pymysql://flow:pa55w0rd@rds:3306/ledger", "pa55w0rd", "flow:***@rds"),
         ("notify with Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig", "eyJhbGciOiJIUzI1NiJ9", "notify"),
         ("env ALIBABA_CLOUD_ACCESS_KEY_SECRET=plain-env-secret", "plain-env-secret", "env"),
+        (  # a dataclass's repr
+            "Credentials(access_key_id='STS.x', access_key_secret='repr-secret-1', security_token='CAIS-repr')",
+            "repr-secret-1",
+            "access_key_id='STS.x'",
+        ),
+        ("Credentials(security_token='CAIS-repr-tok')", "CAIS-repr-tok", "security_token='***'"),
+        ('config password = "pa ss w0rd"', "pa ss w0rd", 'password = "***"'),
         ("report for 13800138000 done", "13800138000", "138****8000"),
     ],
 )

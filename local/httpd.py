@@ -2,14 +2,37 @@
 
 One thread per connection, keep-alive, and every response written with a single send so that
 Nagle's algorithm and delayed ACKs do not add 40 ms to each request.
+
+Request targets: a server must accept the absolute form (``GET http://host:port/queues/x?waitseconds=1``, RFC 9112
+§3.2.2, what a client sends through a proxy) as well as the origin form (``GET /queues/x?waitseconds=1``). The base
+handler turns an absolute-form target into the origin form it designates before any emulator sees it: ``self.path``
+is always ``/path[?query]``, exactly as sent (no re-encoding, so signatures over path and query verify), the target
+as received stays in ``self.request_target``, and the Host header becomes the target's authority (RFC 9112 §3.2.2:
+the authority of an absolute-form target wins over a Host header).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
+
+_ABSOLUTE_FORM = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)$", re.DOTALL)
+
+
+def origin_form(target: str) -> tuple[str, str | None]:
+    """(origin-form target, authority) of a request target: ``http://h:1/a?b`` -> (``/a?b``, ``h:1``); an
+    origin-form (or asterisk-form) target comes back unchanged with no authority. The path and query are kept
+    byte for byte; an empty path becomes ``/``."""
+    match = _ABSOLUTE_FORM.match(target)
+    if match is None:
+        return target, None
+    rest = match["rest"].partition("#")[0]
+    if not rest.startswith("/"):
+        rest = "/" + rest
+    return rest, match["authority"]
 
 
 class Server(ThreadingHTTPServer):
@@ -22,8 +45,21 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_name = "local-emulator"
 
+    request_target = ""
+
     def version_string(self) -> str:
         return self.server_name
+
+    def parse_request(self) -> bool:
+        """The standard parse, then an absolute-form target turned into its origin form (module docstring)."""
+        if not super().parse_request():
+            return False
+        self.request_target = self.path
+        self.path, authority = origin_form(self.path)
+        if authority is not None:
+            del self.headers["Host"]
+            self.headers["Host"] = authority
+        return True
 
     def log_message(self, format: str, *args: object) -> None:
         pass

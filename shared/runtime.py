@@ -182,12 +182,14 @@ class Runtime:
                 return apply_message(ledger, envelope)
 
             return inline
-        from shared.adapters.dispatch import FcAsyncDispatcher  # fc2 and requests: only async mode pays their import
+        # Only async mode pays for an FC SDK, and only the one FC_API names (fc2, or the FC 3.0 SDK).
+        from shared.adapters.dispatch import processor_dispatcher
 
         dispatcher = self._per_key(
             "_dispatchers",
             credentials,
-            lambda: FcAsyncDispatcher(
+            lambda: processor_dispatcher(
+                settings.fc_api,
                 settings.fc_endpoint,
                 (credentials.access_key_id, credentials.access_key_secret, credentials.security_token or ""),
                 settings.processor_service,
@@ -248,17 +250,27 @@ class Runtime:
 
     def continue_sweep(self, credentials: Credentials, invocation: FcInvocation) -> bool:
         """With SWEEP_SELF_INVOKE, the sweep that stopped at its deadline invokes itself asynchronously to go on
-        from its cursor. False when it did not (not asked to, or FC refused: the next scheduled run resumes)."""
+        from its cursor, through the API FC_API names: FC 2.0 addresses it by its service and function name, FC 3.0
+        by its function name alone (the context's, FC_FUNCTION_NAME). False when it did not (not asked to, or FC
+        refused: the next scheduled run resumes)."""
         settings = self.settings
         if not settings.sweep_self_invoke:
             return False
-        if settings.fc_endpoint is None or not invocation.service_name:
-            logger.warning("SWEEP_SELF_INVOKE needs FC (FC_ENDPOINT and a service); the next scheduled run resumes")
+        on_fc3 = settings.fc_api == "3"
+        if settings.fc_endpoint is None or not (on_fc3 or invocation.service_name):
+            needs = "FC_ENDPOINT" if on_fc3 else "FC_ENDPOINT and a service (FC 2.0; FC_API=3 for FC 3.0)"
+            logger.warning("SWEEP_SELF_INVOKE needs FC; the next scheduled run resumes", extra={"needs": needs})
             return False
-        from shared.adapters.dispatch import Fc2Invoker
+        from shared.adapters.dispatch import fc_invoker
 
         try:
-            invoker = Fc2Invoker(settings.fc_endpoint, credentials, invocation.service_name, invocation.function_name)
+            invoker = fc_invoker(
+                settings.fc_api,
+                settings.fc_endpoint,
+                credentials,
+                invocation.function_name,
+                service=invocation.service_name,
+            )
             request_id = invoker.invoke_async(b'{"job":"sweep","continue":true}')
         except Exception as error:  # FC refused or is unreachable: the lease and cursor are saved either way
             logger.warning("sweep could not invoke itself; the next scheduled run resumes", extra={"error": str(error)})

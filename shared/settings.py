@@ -44,6 +44,8 @@ _QUEUE_NAME = re.compile(r"Alicom-Queue-(?P<uid>\d+)-(?P<type>[A-Za-z][A-Za-z0-9
 _MESSAGE_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _REGION = re.compile(r"[a-z]{2,}(?:-[a-z0-9]+)+")
 _FC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")  # FC 2.0 service / function names
+# FC 3.0 function names: the same, and `<service>$<function>` for a function migrated from FC 2.0.
+_FC3_FUNCTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}(?:\$[A-Za-z_][A-Za-z0-9_-]{0,127})?")
 _MNS_QUEUE = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,119}")
 _DATABASE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+._-]*://\S*")
 _PLAIN = re.compile(r"[\w.:/@+-]+")
@@ -83,6 +85,16 @@ def _matching(pattern: re.Pattern[str], shape: str) -> AfterValidator:
 
 def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
+
+
+def _fc_api(value: Any) -> Any:
+    """2, "2.0", "fc2" -> "2"; 3, "3.0", "fc3" -> "3"; anything else is left for the Literal check."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("fc")
+        return {"2": "2", "2.0": "2", "3": "3", "3.0": "3"}.get(text, value)
+    return value
 
 
 def _log_level(value: Any) -> Any:
@@ -190,10 +202,27 @@ class Settings(BaseModel):
         description="FC endpoint for async dispatch. When unset it is derived on FC as "
         "`https://<FC_ACCOUNT_ID>.<FC_REGION>-internal.fc.aliyuncs.com`.",
     )
-    processor_service: FcName = Field(
-        "flow-receipts", alias="PROCESSOR_SERVICE", description="FC service of the processor."
+    fc_api: Annotated[Literal["2", "3"], BeforeValidator(_fc_api)] = Field(
+        "2",
+        alias="FC_API",
+        description="Which Function Compute API async dispatch and the sweep's self-invocation call: `2` (FC 2.0, "
+        "API 2016-08-15, through fc2: a function is PROCESSOR_SERVICE + PROCESSOR_FUNCTION) or `3` (FC 3.0, API "
+        "2023-03-30, through alibabacloud_fc20230330, installed by the `fc3` extra: a function is its name alone). "
+        "Each SDK is imported only when its API is chosen.",
     )
-    processor_function: FcName = Field("processor", alias="PROCESSOR_FUNCTION", description="Processor function name.")
+    processor_service: FcName = Field(
+        "flow-receipts",
+        alias="PROCESSOR_SERVICE",
+        description="FC 2.0 service of the processor (unused with FC_API=3).",
+    )
+    processor_function: Annotated[
+        str, _matching(_FC3_FUNCTION_NAME, "an FC name (letters, digits, '_', '-'; no digit or '-' first)")
+    ] = Field(
+        "processor",
+        alias="PROCESSOR_FUNCTION",
+        description="Processor function name: in PROCESSOR_SERVICE on FC 2.0; with FC_API=3 its whole FC 3.0 name "
+        "(a function migrated from FC 2.0 is `<service>$<function>`).",
+    )
 
     # --- the drain loop ---
     drain_pollers: int = Field(
@@ -307,7 +336,8 @@ class Settings(BaseModel):
         False,
         alias="SWEEP_SELF_INVOKE",
         description="On FC: when the sweep stops at its deadline with work left, it invokes itself asynchronously "
-        "to continue from its cursor (otherwise the next scheduled run resumes).",
+        "to continue from its cursor (otherwise the next scheduled run resumes), through the API FC_API names (FC "
+        "2.0: its service and function name; FC 3.0: its function name alone).",
     )
     report_dir: str = Field(
         "/tmp/flow-receipts/reports",
@@ -391,6 +421,11 @@ class Settings(BaseModel):
             raise ValueError(
                 f"ALICOM_QUEUE_NAME: is a {queue_type} queue but ALICOM_MESSAGE_TYPE is {self.alicom_message_type} "
                 f"(got {self.alicom_queue_name!r})"
+            )
+        if self.fc_api == "2" and "$" in self.processor_function:
+            raise ValueError(
+                "PROCESSOR_FUNCTION: a name with '$' is an FC 3.0 name (set FC_API=3), FC 2.0 names have no '$' "
+                f"(got {self.processor_function!r})"
             )
         if self.dlq_queue_name is not None and self.mns_endpoint is None:
             raise ValueError("MNS_ENDPOINT: required when DLQ_QUEUE_NAME is set")

@@ -1,7 +1,15 @@
 """POP gateway errors: HTTP status, code and message as the gateway words them.
 
-The core SDK raises ServerException(code, message, http_status) for any answer outside 2xx; the body shape
-is built by shapes.pop_error.
+The core SDK raises ServerException(code, message, http_status) for any answer outside 2xx; the Tea SDKs raise
+ClientException (4xx) or ServerException (5xx) with the code. The body shape is built by shapes.pop_error.
+
+V3 (ACS3-HMAC-SHA256) requests get the RPC codes for the same faults: SignatureDoesNotMatch (400, with the server's
+string to sign), InvalidTimeStamp.Expired / .Format (400, for x-acs-date), SignatureNonceUsed (400),
+InvalidSignatureMethod (400, another ACS3 algorithm), InvalidAccessKeyId.NotFound (404). Not documented for V3, so
+CHOSEN here: IncompleteSignature (400, a code the gateway has; the core SDK knows it) for an Authorization header that
+is malformed or that leaves host or an x-acs-* header unsigned, and for a missing x-acs-date, x-acs-signature-nonce
+or x-acs-content-sha256; and SignatureDoesNotMatch (400) when x-acs-content-sha256 is not the hash of the body, the
+message saying so (a verifier hashes the body it received, so such a request cannot match anyway).
 """
 
 from __future__ import annotations
@@ -59,6 +67,22 @@ def signature_does_not_match(server_string_to_sign: str) -> PopError:
         "SignatureDoesNotMatch",
         "Specified signature is not matched with our calculation. server string to sign is:" + server_string_to_sign,
     )
+
+
+SIGNATURE_MISMATCH = "Specified signature is not matched with our calculation."
+
+
+def content_sha256_mismatch(server_string_to_sign: str) -> PopError:
+    return PopError(
+        400,
+        "SignatureDoesNotMatch",
+        f"{SIGNATURE_MISMATCH} The x-acs-content-sha256 header is not the SHA-256 of the request body. "
+        "server string to sign is:" + server_string_to_sign,
+    )
+
+
+def incomplete_signature(detail: str) -> PopError:
+    return PopError(400, "IncompleteSignature", f"The request signature does not conform to Aliyun standards. {detail}")
 
 
 def signature_nonce_used() -> PopError:

@@ -231,7 +231,9 @@ class AlicomEmulator:
     # ---- the POP API ------------------------------------------------------------------------------------
 
     def serve(self, handler: AlicomHandler, body: bytes) -> None:
-        request = parse_request(handler.command, handler.path, handler.headers.get("Content-Type"), body)
+        request = parse_request(
+            handler.command, handler.path, handler.headers.get("Content-Type"), body, handler.headers.items()
+        )
         requested_action = request.params.get("Action", "")
         operation = requested_action if requested_action in ACTION_NAMES else UNKNOWN_ACTION
         self.action_stats.request(operation)

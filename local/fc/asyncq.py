@@ -24,6 +24,8 @@ class AsyncEvent:
     spec: FunctionSpec
     payload: bytes
     qualifier: str = "LATEST"
+    api: str = "2016-08-15"  # the InvokeFunction API that accepted it (2016-08-15 or 2023-03-30)
+    function_arn: str | None = None  # the ARN its destination message names; None: the FC 2.0 one of `spec`
     accepted_at: float = field(default_factory=time.time)
     accepted_monotonic: float = field(default_factory=time.monotonic)
     attempts: int = 0

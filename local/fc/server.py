@@ -1,6 +1,28 @@
-"""The FC 2016-08-15 InvokeFunction endpoint as the real fc2 client calls it, signature checked: synchronous,
-and asynchronous (x-fc-invocation-type: Async -> 202, queued for the emulator's life, run in the background,
-retried per the function's async settings, and on final failure a destination message sent to MNS)."""
+"""The FC InvokeFunction endpoint, signature checked, in both generations, over the same functions, instances, async
+queue and destination: synchronous, and asynchronous (x-fc-invocation-type: Async -> 202, queued for the emulator's
+life, run in the background, retried per the function's async settings, and on final failure a destination message
+sent to MNS).
+
+- FC 2.0, API 2016-08-15, as the real fc2 client calls it: ``POST /2016-08-15/services/<service>[.<qualifier>]/
+  functions/<function>/invocations``, signed ``Authorization: FC <id>:<signature>`` (signing.py); errors as
+  ``{"ErrorCode", "ErrorMessage"}``.
+- FC 3.0, API 2023-03-30, as alibabacloud_fc20230330 calls it: ``POST /2023-03-30/functions/<name>/invocations
+  [?qualifier=<q>]``, V3-signed (``ACS3-HMAC-SHA256``, local/acs3.py), headers x-fc-invocation-type (Sync | Async),
+  x-fc-log-type, x-fc-async-task-id; errors as ``{"Code", "Message", "RequestId"}`` (the FC 3.0 Error struct).
+
+FC 3.0 has no services, so a 3.0 name is mapped to the emulator's functions (FunctionSpec: a service and a name, as
+the FC 2.0 template defines them) thus: ``<service>$<function>`` names that function, as FC 3.0 names a function
+migrated from FC 2.0 (and as `s cli fc3 s2tos3` converts names); a plain ``<function>`` names the one function of
+that name when exactly one service has it (several: 404 FunctionNotFound, asking for the ``$`` form).
+
+V3 signature errors, FC's codes where FC has one: 403 SignatureNotMatch (wrong signature; also x-acs-content-sha256
+not the hash of the body), 403 InvalidAccessKeyID, 403 InvalidSecurityToken (x-acs-security-token), 403
+RequestTimeTooSkewed (x-acs-date more than 15 minutes away), 400 MissingRequiredHeader (Authorization, x-acs-date,
+x-acs-signature-nonce or x-acs-content-sha256 absent), 400 InvalidArgument (malformed Authorization or x-acs-date,
+host or an x-acs-* header unsigned). CHOSEN, FC documents none: 403 SignatureNonceUsed for a replayed
+x-acs-signature-nonce, 409 AsyncTaskAlreadyExists for an x-fc-async-task-id used before on that function (FC answers
+a duplicate task id with 409; the emulator accepts task ids whether or not the function enables async tasks).
+"""
 
 from __future__ import annotations
 
@@ -10,11 +32,14 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from urllib.parse import unquote
 
+from local import acs3
+from local.acs3 import Acs3Problem
 from local.faults import FaultConfigError, FaultPlan
 from local.fc import signing
 from local.fc.asyncq import AsyncDispatcher, AsyncEvent
@@ -26,6 +51,7 @@ from local.fc.stats import Stats
 from local.httpd import BackgroundServer, Handler, Server, split_target
 
 API_VERSION = "2016-08-15"
+API_VERSION_3 = "2023-03-30"
 ADMIN_PREFIX = "/_admin"
 OPERATION = "InvokeFunction"
 FAULT_KINDS = ("internal_error", "throttle", "resource_exhausted", "drop_connection")
@@ -34,19 +60,28 @@ SYNC_PAYLOAD_LIMIT = 32 * 1024 * 1024
 MAX_ASYNC_DELAY_SECONDS = 3600
 CHUNK_READ_TIMEOUT_SECONDS = 2.0
 INVOKE_PATH = re.compile(rf"^/{API_VERSION}/services/([^/]+)/functions/([^/]+)/invocations/?$")
+INVOKE_PATH_3 = re.compile(rf"^/{API_VERSION_3}/functions/([^/]+)/invocations/?$")  # matched on the raw path
+TASK_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
 AUTHORIZATION = re.compile(r"^FC ([^:\s]+):(\S+)$")
 
 logger = logging.getLogger("local.fc")
 
 
 class FcError(Exception):
-    """An API error, answered as {"ErrorCode", "ErrorMessage"} JSON (fc2 cannot parse anything else)."""
+    """An API error, answered as {"ErrorCode", "ErrorMessage"} JSON (fc2 cannot parse anything else) on the FC 2.0
+    API and as {"Code", "Message", "RequestId"} on the FC 3.0 one."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+
+
+def error_body(code: str, message: str, request_id: str, v3: bool) -> bytes:
+    if v3:
+        return json.dumps({"Code": code, "Message": message, "RequestId": request_id}).encode()
+    return json.dumps({"ErrorCode": code, "ErrorMessage": message}).encode()
 
 
 SIGNATURE_NOT_MATCH = (
@@ -154,6 +189,9 @@ class FcEmulator:
         self.max_clock_skew = max_clock_skew
         self.fault_plan = FaultPlan((OPERATION,), FAULT_KINDS, faults)
         self.counters = Stats()
+        self._nonces = acs3.NonceBook(2 * (max_clock_skew or 900.0))
+        self._task_ids: dict[tuple[str, str], set[str]] = {}
+        self._task_lock = threading.Lock()
         self._destination = MnsDestination(mns_endpoint, mns_credentials) if mns_endpoint and mns_credentials else None
         self._pools = {
             key: InstancePool(
@@ -239,13 +277,23 @@ class FcEmulator:
             qualifier=qualifier,
         )
 
-    def _run(self, spec: FunctionSpec, request_id: str, payload: bytes, qualifier: str, kind: str, attempt: int):
+    def _run(
+        self,
+        spec: FunctionSpec,
+        request_id: str,
+        payload: bytes,
+        qualifier: str,
+        kind: str,
+        attempt: int,
+        api: str = API_VERSION,
+    ):
         started = time.time()
         outcome = self._pools[spec.key].invoke(payload, self._context(spec, request_id, qualifier))
         self.counters.record(
             {
                 "request_id": request_id,
                 "function": f"{spec.service}/{spec.name}",
+                "api": api,
                 "type": kind,
                 "attempt": attempt,
                 "status": "succeeded" if outcome.ok else "failed",
@@ -259,7 +307,9 @@ class FcEmulator:
 
     def _attempt(self, event: AsyncEvent) -> Outcome:
         self.counters.add(event.function, "attempts")
-        outcome = self._run(event.spec, event.request_id, event.payload, event.qualifier, "Async", event.attempts + 1)
+        outcome = self._run(
+            event.spec, event.request_id, event.payload, event.qualifier, "Async", event.attempts + 1, event.api
+        )
         if not outcome.ok:
             self.counters.add(event.function, "failed_attempts")
         return outcome
@@ -287,7 +337,7 @@ class FcEmulator:
             return
         message = destination_message(
             request_id=event.request_id,
-            function_arn=spec.arn(self.region, self.account_id, event.qualifier),
+            function_arn=event.function_arn or spec.arn(self.region, self.account_id, event.qualifier),
             condition=condition,
             invoke_count=event.attempts,
             payload=event.payload,
@@ -304,18 +354,19 @@ class FcEmulator:
     # ---- the wire ---------------------------------------------------------------------------------------
 
     def serve(self, handler: FcHandler) -> None:
+        path, _, query = handler.path.partition("?")
+        v3 = path.startswith(f"/{API_VERSION_3}/")
+        request_id = new_request_id()
         try:
             body = handler.read_body()
         except MalformedBody as exc:
-            payload = json.dumps({"ErrorCode": "InvalidArgument", "ErrorMessage": str(exc)}).encode()
+            payload = error_body("InvalidArgument", str(exc), request_id, v3)
             handler.respond(400, payload, [("Content-Type", "application/json"), ("Connection", "close")])
             return
-        path, _, query = handler.path.partition("?")
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             self._admin(handler, body)
             return
         self.counters.request()
-        request_id = new_request_id()
         delay = self.fault_plan.latency_seconds(OPERATION)
         if delay:
             time.sleep(delay)
@@ -329,7 +380,10 @@ class FcEmulator:
                     self.counters.fault(kind)
                     raise FcError(status, code, message)
             try:
-                self._invoke(handler, unquote(path), query, body, request_id)
+                if v3:
+                    self._invoke_v3(handler, path, query, body, request_id)
+                else:
+                    self._invoke(handler, unquote(path), query, body, request_id)
             except FcError:
                 raise
             except ConnectionError:  # the caller went away while we answered
@@ -340,7 +394,7 @@ class FcEmulator:
                 raise FcError(500, "InternalServerError", f"an internal error has occurred: {exc}") from exc
         except FcError as error:
             self.counters.response(error.status, error.code)
-            payload = json.dumps({"ErrorCode": error.code, "ErrorMessage": error.message}).encode()
+            payload = error_body(error.code, error.message, request_id, v3)
             handler.respond(
                 error.status, payload, [("Content-Type", "application/json"), ("X-Fc-Request-Id", request_id)]
             )
@@ -413,19 +467,19 @@ class FcEmulator:
                 f"'{email.utils.format_datetime(now, usegmt=True)}' is too large",
             )
 
-    def _invoke_sync(self, handler: FcHandler, spec: FunctionSpec, qualifier: str, body: bytes, rid: str) -> None:
+    def _invoke_sync(
+        self, handler: FcHandler, spec: FunctionSpec, qualifier: str, body: bytes, rid: str, api: str = API_VERSION
+    ) -> None:
         if len(body) > SYNC_PAYLOAD_LIMIT:
             raise FcError(
                 400, "EntityTooLarge", f"payload size exceeds maximum allowed size ({SYNC_PAYLOAD_LIMIT} bytes)"
             )
         function = f"{spec.service}/{spec.name}"
         self.counters.add(function, "sync_invocations")
-        outcome = self._run(spec, rid, body, qualifier, "Sync", 1)
-        headers = [
-            ("X-Fc-Request-Id", rid),
-            ("X-Fc-Invocation-Duration", str(round(outcome.duration_ms))),
-            ("X-Fc-Invocation-Service-Version", qualifier),
-        ]
+        outcome = self._run(spec, rid, body, qualifier, "Sync", 1, api)
+        headers = [("X-Fc-Request-Id", rid), ("X-Fc-Invocation-Duration", str(round(outcome.duration_ms)))]
+        if api == API_VERSION:
+            headers.append(("X-Fc-Invocation-Service-Version", qualifier))
         if (handler.headers.get("x-fc-log-type") or "").lower() == "tail":
             headers.append(("X-Fc-Log-Result", base64.b64encode(outcome.logs.encode("utf-8")).decode("ascii")))
         if outcome.ok:
@@ -439,16 +493,110 @@ class FcEmulator:
             200, payload, [("Content-Type", "application/json"), ("X-Fc-Error-Type", outcome.error_type), *headers]
         )
 
-    def _accept_async(self, handler: FcHandler, spec: FunctionSpec, qualifier: str, body: bytes, rid: str) -> None:
+    def _accept_async(
+        self,
+        handler: FcHandler,
+        spec: FunctionSpec,
+        qualifier: str,
+        body: bytes,
+        rid: str,
+        *,
+        api: str = API_VERSION,
+        function_arn: str | None = None,
+        task_id: str | None = None,
+    ) -> None:
         if len(body) > ASYNC_PAYLOAD_LIMIT:
             raise FcError(
                 400, "EntityTooLarge", f"payload size exceeds maximum allowed size ({ASYNC_PAYLOAD_LIMIT} bytes)"
             )
         delay = _async_delay(handler.headers.get("x-fc-async-delay"))
-        self._dispatcher.submit(AsyncEvent(rid, spec, body, qualifier), delay)
+        if task_id is not None:
+            self._claim_task_id(spec, task_id)
+        event = AsyncEvent(rid, spec, body, qualifier, api=api, function_arn=function_arn)
+        self._dispatcher.submit(event, delay)
         self.counters.add(f"{spec.service}/{spec.name}", "async_accepted")
         self.counters.response(202)
         handler.respond(202, b"", [("X-Fc-Request-Id", rid)])
+
+    # ---- the FC 3.0 API (2023-03-30) -------------------------------------------------------------------
+
+    def _invoke_v3(self, handler: FcHandler, raw_path: str, query: str, body: bytes, request_id: str) -> None:
+        self._authenticate_v3(handler, raw_path, query, body)
+        match = INVOKE_PATH_3.match(raw_path)
+        if not match or handler.command != "POST":
+            raise FcError(
+                400, "PathNotSupported", f"'{handler.command}' against '{unquote(raw_path)}' is not supported"
+            )
+        name = unquote(match.group(1))
+        qualifier = dict(acs3.split_query(query)).get("qualifier") or LATEST
+        spec = self._lookup_v3(name, qualifier)
+        kind = (handler.headers.get("x-fc-invocation-type") or "Sync").capitalize()
+        if kind not in ("Sync", "Async"):
+            raise FcError(400, "InvalidArgument", f"invalid x-fc-invocation-type '{kind}': expect Sync or Async")
+        task_id = handler.headers.get("x-fc-async-task-id")
+        if task_id is not None and not TASK_ID.match(task_id):
+            raise FcError(
+                400,
+                "InvalidArgument",
+                "x-fc-async-task-id must start with a letter or '_' and hold at most 128 letters, digits, '_' or '-'",
+            )
+        if kind == "Async":
+            arn = f"acs:fc:{self.region}:{self.account_id}:functions/{name}"
+            self._accept_async(
+                handler, spec, qualifier, body, request_id, api=API_VERSION_3, function_arn=arn, task_id=task_id
+            )
+        else:
+            self._invoke_sync(handler, spec, qualifier, body, request_id, api=API_VERSION_3)
+
+    def _lookup_v3(self, name: str, qualifier: str) -> FunctionSpec:
+        """``<service>$<function>``, or a plain name that one service defines (module docstring)."""
+        service, dollar, function = name.partition("$")
+        if dollar:
+            spec = self.functions.get((service, function))
+        else:
+            candidates = [spec for spec in self.functions.values() if spec.name == name]
+            if len(candidates) > 1:
+                names = ", ".join(sorted(f"{spec.service}${spec.name}" for spec in candidates))
+                raise FcError(404, "FunctionNotFound", f"function '{name}' is ambiguous here: name one of {names}")
+            spec = candidates[0] if candidates else None
+        if spec is None:
+            raise FcError(404, "FunctionNotFound", f"function '{name}' does not exist")
+        if qualifier != LATEST:
+            if qualifier.isdigit():
+                raise FcError(404, "VersionNotFound", f"version '{qualifier}' of function '{name}' does not exist")
+            raise FcError(404, "AliasNotFound", f"alias '{qualifier}' of function '{name}' does not exist")
+        return spec
+
+    def _authenticate_v3(self, handler: FcHandler, raw_path: str, query: str, body: bytes) -> None:
+        """V3 (local/acs3.py) in the order of the FC 2.0 checks: key, token, signature, then date and nonce."""
+        if not handler.headers.get("authorization"):
+            raise FcError(400, "MissingRequiredHeader", "required HTTP header Authorization was not specified")
+        try:
+            signed = acs3.Acs3Request(handler.command, raw_path, query, handler.headers.items(), body)
+            key_id = signed.access_key_id
+            if key_id not in self._credentials:
+                raise FcError(403, "InvalidAccessKeyID", f"invalid access key ID '{key_id}'")
+            secret, token = self._credentials[key_id]
+            if token and signed.header("x-acs-security-token") != token:
+                raise FcError(403, "InvalidSecurityToken", "the security token is missing or not valid for this key")
+            signed.require("x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256")
+            signed.check_signed_headers()
+            signed.date()
+            signed.check_content_hash()
+            signed.check_signature(secret)
+            signed.check_date(self.max_clock_skew or None)
+            self._nonces.check(key_id, signed.headers["x-acs-signature-nonce"])
+        except Acs3Problem as problem:
+            raise _v3_error(problem, handler.headers.get("x-acs-date", "")) from None
+
+    def _claim_task_id(self, spec: FunctionSpec, task_id: str) -> None:
+        with self._task_lock:
+            seen = self._task_ids.setdefault(spec.key, set())
+            if task_id in seen:
+                raise FcError(
+                    409, "AsyncTaskAlreadyExists", f"async task '{task_id}' already exists for function '{spec.name}'"
+                )
+            seen.add(task_id)
 
     # ---- admin ------------------------------------------------------------------------------------------
 
@@ -479,6 +627,26 @@ class FcEmulator:
             handler.respond_json(200, self.invocations(params.get("function"), params.get("request_id"), limit))
         else:
             handler.respond_json(404, {"error": f"no admin route {method} {path}"})
+
+
+def _v3_error(problem: Acs3Problem, date: str) -> FcError:
+    kind = problem.kind
+    if kind == Acs3Problem.MISSING_HEADER:
+        return FcError(400, "MissingRequiredHeader", f"required HTTP header {problem.header} was not specified")
+    if kind == Acs3Problem.STALE_DATE:
+        now = email.utils.format_datetime(datetime.now(timezone.utc), usegmt=True)
+        return FcError(
+            403,
+            "RequestTimeTooSkewed",
+            f"the difference between the request time '{date}' and the current time '{now}' is too large",
+        )
+    if kind == Acs3Problem.SIGNATURE:
+        return FcError(403, "SignatureNotMatch", SIGNATURE_NOT_MATCH)
+    if kind == Acs3Problem.CONTENT_HASH:
+        return FcError(403, "SignatureNotMatch", f"{SIGNATURE_NOT_MATCH} ({problem.detail})")
+    if kind == Acs3Problem.NONCE_USED:
+        return FcError(403, "SignatureNonceUsed", problem.detail)
+    return FcError(400, "InvalidArgument", problem.detail)  # malformed Authorization or date, unsigned headers
 
 
 def _async_delay(raw: str | None) -> float:

@@ -1,9 +1,17 @@
-"""Function Compute runtime glue: the context adapter, credentials, and event decoding (reference/fc.md §4).
+"""Function Compute runtime glue: the context adapter, credentials, and event decoding (reference/fc.md §4, §5).
 
 FC hands a Python handler ``(event: bytes, context)``. The context has ``request_id``, ``function.{name, handler,
-memory, timeout}``, ``region`` and ``account_id``; on python3.10 also ``credentials`` (the function role's STS key)
-and ``service``, which python3.12 dropped. Powertools' Logger wants a Lambda-shaped context, and the drainer wants
-a deadline: ``fc_context(context)`` gives both.
+memory, timeout}``, ``region`` and ``account_id``, in every generation and runtime; besides:
+
+- FC 2.0, python3.10: ``credentials`` (the role's STS key) and ``service.{name, log_project, log_store, qualifier,
+  version_id}`` — role, log config and VPC belong to the service;
+- FC 3.0, python3.10: ``credentials``; no service (role, log config and VPC are the function's; an empty
+  ``service`` is taken as none), so the function is named by ``function.name`` / ``FC_FUNCTION_NAME`` alone;
+- FC 3.0, python3.12: no credentials (``ALIBABA_CLOUD_*`` variables), no service; ``log_project`` and ``log_store``
+  at the top level, ``function.qualifier`` and ``function.version_id``.
+
+Powertools' Logger wants a Lambda-shaped context, and the drainer wants a deadline: ``fc_context(context)`` gives
+both, and an ARN of the generation's form (FC 2.0 ``…:services/<svc>/functions/<fn>``, FC 3.0 ``…:functions/<fn>``).
 """
 
 from __future__ import annotations
@@ -50,7 +58,10 @@ class FcInvocation:
         "function_name",
         "handler",
         "invoked_function_arn",
+        "log_project",
+        "log_store",
         "memory_limit_in_mb",
+        "qualifier",
         "region",
         "request_id",
         "service_name",
@@ -71,6 +82,9 @@ class FcInvocation:
         handler: str = "",
         credentials: Credentials | None = None,
         started: float | None = None,
+        log_project: str = "",
+        log_store: str = "",
+        qualifier: str = "",
     ) -> None:
         self.request_id = self.aws_request_id = request_id
         self.function_name = function_name
@@ -81,6 +95,9 @@ class FcInvocation:
         self.service_name = service_name
         self.handler = handler
         self.credentials = credentials
+        self.log_project = log_project
+        self.log_store = log_store
+        self.qualifier = qualifier
         self.started = time.monotonic() if started is None else started
         self.deadline = self.started + timeout_seconds
         self.invoked_function_arn = function_arn(region, account_id, function_name, service_name)
@@ -89,14 +106,17 @@ class FcInvocation:
     def from_context(
         cls, context: Any, *, started: float | None = None, environ: Mapping[str, str] | None = None
     ) -> FcInvocation:
-        """Build from an FC context (python3.10 or python3.12 shape). ``started`` defaults to now (monotonic)."""
+        """Build from an FC context: FC 2.0 or 3.0, python3.10 or python3.12 (module docstring). ``started`` defaults
+        to now (monotonic). A function attribute the context lacks is taken from FC's variables (FC_FUNCTION_NAME,
+        FC_TIMEOUT, FC_FUNCTION_MEMORY_SIZE, FC_FUNCTION_HANDLER), the service name from FC_SERVICE_NAME (FC 2.0
+        and local runs set it; FC 3.0 has none)."""
         env = os.environ if environ is None else environ
         function = getattr(context, "function", None)
-        name = getattr(function, "name", None)
-        timeout = getattr(function, "timeout", None)
-        if function is None or not name or timeout is None:
+        name = getattr(function, "name", None) or env.get("FC_FUNCTION_NAME")
+        timeout = getattr(function, "timeout", None) or env.get("FC_TIMEOUT")
+        if function is None or not name or not timeout:
             raise TypeError(f"not an FC context (needs function.name and function.timeout): {type(context).__name__}")
-        service = getattr(context, "service", None)  # python3.10; python3.12 has none
+        service = getattr(context, "service", None)  # FC 2.0 python3.10; FC 3.0 and python3.12 have none
         service_name = getattr(service, "name", None) or env.get("FC_SERVICE_NAME") or None
         return cls(
             request_id=str(getattr(context, "request_id", "") or ""),
@@ -106,9 +126,12 @@ class FcInvocation:
             region=str(getattr(context, "region", "") or env.get("FC_REGION", "")),
             account_id=str(getattr(context, "account_id", "") or env.get("FC_ACCOUNT_ID", "")),
             service_name=service_name,
-            handler=str(getattr(function, "handler", "") or ""),
+            handler=str(getattr(function, "handler", "") or env.get("FC_FUNCTION_HANDLER", "")),
             credentials=_context_credentials(context),
             started=started,
+            log_project=_first_text(context, service, "log_project"),
+            log_store=_first_text(context, service, "log_store"),
+            qualifier=_first_text(function, service, "qualifier"),
         )
 
     def get_remaining_time_in_millis(self) -> int:
@@ -131,8 +154,13 @@ def fc_context(context: Any, *, started: float | None = None, environ: Mapping[s
     return FcInvocation.from_context(context, started=started, environ=environ)
 
 
+def _first_text(first: Any, second: Any, attribute: str) -> str:
+    return str(getattr(first, attribute, None) or getattr(second, attribute, None) or "")
+
+
 def function_arn(region: str, account_id: str, function_name: str, service_name: str | None = None) -> str:
-    """``acs:fc:<region>:<account>:services/<svc>/functions/<fn>`` (FC 2.0), or ``…:functions/<fn>`` with no service."""
+    """``acs:fc:<region>:<account>:services/<svc>/functions/<fn>`` (FC 2.0), or FC 3.0's ``…:functions/<fn>`` with no
+    service (the form of FC 3.0's Destination struct, e.g. ``acs:fc:cn-shanghai:xxx:functions/f1``)."""
     if service_name:
         return f"acs:fc:{region}:{account_id}:services/{service_name}/functions/{function_name}"
     return f"acs:fc:{region}:{account_id}:functions/{function_name}"
@@ -177,7 +205,9 @@ def decode_event(event: bytes | bytearray | str | Mapping[str, Any] | None) -> d
     """FC's event (bytes of JSON) as a dict. An empty event is ``{}``.
 
     A timer event (``triggerTime`` + ``triggerName``) carries its configured ``payload`` as a string; it is decoded
-    too: ``{"triggerTime": …, "triggerName": …, "payload": {…}}`` (an empty payload becomes ``{}``).
+    too: ``{"triggerTime": …, "triggerName": …, "payload": {…}}`` (an empty payload becomes ``{}``). FC 2.0 and FC 3.0
+    document the same event (fc.md §5; FC 3.0's "Formats of event for different triggers"): both arrive here alike,
+    and a payload that is already an object (an event built by a tool rather than by the timer) is kept as it is.
     Raises InvalidEvent (a PoisonMessage and a ValueError) with a one-line reason.
     """
     if event is None:

@@ -1,6 +1,7 @@
 """The flow product through the core SDK: charges and CDP orders, their FlowReports in the MNS emulator
 (body exactly as Alicom sends it), idempotency per out id, dropped and duplicated receipts, and the
-status queries' 30-day window."""
+status queries' 30-day window. QueryCdpOrder also through its V2.0 SDK, alibabacloud_dycdpapi20180610 (the only
+flow action one exists for: it has no CreateCdpOrder, and there is none for the 2017-05-25 API)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from test_alicom_support import (
     drain,
     running_emulators,
     sdk_client,
+    tea_call,
 )
 
 from local.alicom import AlicomEmulator
@@ -144,6 +146,27 @@ def test_cdp_order_completes_and_reports_with_out_order_id(emulators) -> None:
     assert (done["Status"], done["OrderId"], done["OutOrderId"]) == ("SUCCESS", order_id, "cdp-2")
     assert done["FinishTime"] >= done["ChargeTime"]
     assert reports(mns, alicom) == [{"phone": PHONE, "out_id": "cdp-2", "result": "3", "err_code": "", "err_msg": ""}]
+
+
+def test_cdp_order_through_the_v2_sdk_while_processing_done_and_unknown(emulators) -> None:
+    """What alibabacloud_dycdpapi20180610 gives of QueryCdpOrder: its model keeps Data.ResultCode, ResultMsg and
+    ExtendParam only (the status fields are EMULATED, shapes.py); the not-found answer as the core SDK sees it."""
+    _, alicom = emulators
+    alicom.set_behaviour(charge_delay_seconds=0.3)
+    create_order(alicom, "cdp-v2")
+
+    processing = tea_call(alicom, CDP_2018, "QueryCdpOrder", OutOrderId="cdp-v2")
+    assert alicom.wait_idle(5)
+    done = tea_call(alicom, CDP_2018, "QueryCdpOrder", OutOrderId="cdp-v2")
+    unknown = tea_call(alicom, CDP_2018, "QueryCdpOrder", OutOrderId="never-ordered")
+    other = tea_call(alicom, CDP_2018, "QueryCdpOrder", (OTHER_AK, OTHER_SK), OutOrderId="cdp-v2")
+
+    for answer in (processing, done):
+        assert set(answer) == {"RequestId", "Code", "Message", "Data"}
+        assert answer["Data"] == {"ResultCode": "00000", "ResultMsg": "success", "ExtendParam": ""}
+    assert cdp_order(alicom, "cdp-v2")["Data"]["Status"] == "SUCCESS"
+    for answer in (unknown, other):
+        assert set(answer) == {"RequestId", "Code", "Message"} and answer["Code"] == "isv.RECORD_NOT_FOUND"
 
 
 def test_charge_and_cdp_order_share_one_out_id_registry(emulators) -> None:

@@ -1,5 +1,6 @@
-"""The POP RPC layer of the Alicom emulator, seen through the real core SDK: authentication, error shapes,
-parameter checks and injected faults."""
+"""The POP layer of the Alicom emulator, seen through the real core SDK and, for the actions Alibaba ships one for,
+through the V2.0 SDKs (alibabacloud_dybaseapi20170525 signs V3, alibabacloud_dycdpapi20180610 RPC): authentication,
+error shapes, parameter checks and injected faults. V3's own checks: test_alicom_v3.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from aliyunsdkcore.request import RpcRequest
+from darabonba.exceptions import UnretryableException
 from test_alicom_support import (
     AK,
     BASEAPI,
@@ -20,14 +22,22 @@ from test_alicom_support import (
     call,
     client_error,
     common_request,
+    pop_failure,
     raw_call,
     running_emulators,
     sdk_client,
     server_error,
     signed_params,
+    tea_call,
 )
 
 from local.alicom import AlicomEmulator
+
+# The actions a V2.0 SDK exists for, with parameters that make them succeed.
+V2_ACTIONS = [
+    pytest.param(BASEAPI, "QueryTokenForMnsQueue", {"MessageType": "FlowReport"}, id="dybaseapi-v3"),
+    pytest.param(CDP_2018, "QueryCdpOrder", {"OutOrderId": "x"}, id="dycdpapi-rpc"),
+]
 
 
 @pytest.fixture
@@ -69,6 +79,21 @@ def test_wrong_secret_with_a_typed_request_is_reported_as_invalid_access_key_sec
 
     assert (error.get_http_status(), error.get_error_code()) == (400, "InvalidAccessKeySecret")
     assert call(alicom, BASEAPI, "QueryTokenForMnsQueue", MessageType="FlowReport")["Code"] == "OK"
+
+
+@pytest.mark.parametrize(("version", "action", "params"), V2_ACTIONS)
+def test_wrong_secret_through_the_v2_sdks_is_signature_does_not_match(alicom, version, action, params) -> None:
+    status, code, message = pop_failure(lambda: tea_call(alicom, version, action, (AK, "not-the-secret"), **params))
+
+    assert (status, code) == (400, "SignatureDoesNotMatch")
+    assert message.startswith("Specified signature is not matched with our calculation.")
+
+
+@pytest.mark.parametrize(("version", "action", "params"), V2_ACTIONS)
+def test_unknown_access_key_through_the_v2_sdks_is_404(alicom, version, action, params) -> None:
+    failure = pop_failure(lambda: tea_call(alicom, version, action, ("nobody", "x"), **params))
+
+    assert failure == (404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
 
 
 def test_unknown_access_key_is_404_not_found(alicom) -> None:
@@ -185,6 +210,15 @@ def test_missing_action_parameters(alicom) -> None:
     assert alicom.stats()["charges"] == {"PROCESSING": 0, "SUCCESS": 0, "FAILED": 0}
 
 
+def test_missing_action_parameters_through_the_v2_sdks(alicom) -> None:
+    for version, action, params, missing in (
+        (BASEAPI, "QueryTokenForMnsQueue", {}, "MessageType"),
+        (CDP_2018, "QueryCdpOrder", {"OutOrderId": ""}, "OutOrderId"),
+    ):
+        failure = pop_failure(lambda: tea_call(alicom, version, action, **params))  # noqa: B023
+        assert failure == (400, f"Missing{missing}", f"{missing} is mandatory for this action.")
+
+
 def test_bad_parameter_values(alicom) -> None:
     error = server_error(
         lambda: call(alicom, CDP_2018, "CreateCdpOrder", OfferId="ten", PhoneNumber=PHONE, OutOrderId="o")
@@ -222,6 +256,36 @@ def test_injected_errors_reach_the_caller_without_sdk_retries(alicom, kind: str,
     assert stats["errors"] == {code: 1}
     assert alicom.charge("f") is None  # a refused call charges nothing
     assert call(alicom, CDP_2017, "QueryChargeDetail", OutId="f")["Code"] == "isv.RECORD_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "code"),
+    [
+        ("internal_error", 500, "InternalError"),
+        ("unavailable", 503, "ServiceUnavailable"),
+        ("throttle", 400, "Throttling.User"),
+    ],
+)
+@pytest.mark.parametrize(("version", "action", "params"), V2_ACTIONS)
+def test_injected_errors_reach_the_v2_sdks_without_retries(alicom, version, action, params, kind, status, code):
+    alicom.set_faults({"operations": {action: {kind: 1.0}}})
+
+    assert pop_failure(lambda: tea_call(alicom, version, action, **params))[:2] == (status, code)
+
+    stats = action_stats(alicom, action)
+    assert (stats["requests"], stats["faults"], stats["errors"]) == (1, {kind: 1}, {code: 1})  # no retry
+
+
+@pytest.mark.parametrize(("version", "action", "params"), V2_ACTIONS)
+def test_dropped_connection_through_the_v2_sdks_without_retry(alicom, version, action, params) -> None:
+    alicom.set_faults({"operations": {action: {"drop_connection": 1.0}}})
+
+    with pytest.raises(UnretryableException):
+        tea_call(alicom, version, action, **params)
+
+    assert action_stats(alicom, action)["requests"] == 1
+    alicom.set_faults({})
+    assert tea_call(alicom, version, action, **params)["Code"] in ("OK", "isv.RECORD_NOT_FOUND")
 
 
 def test_dropped_connection_is_an_sdk_http_error_without_retry(alicom) -> None:

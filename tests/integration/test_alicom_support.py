@@ -1,8 +1,12 @@
 """Helpers shared by the test_alicom_* modules (kept here rather than in the shared conftest.py).
 
-Requests go through the real aliyun-python-sdk-core: CommonRequest with its domain set to the emulator.
-Raw requests (to forge timestamps, nonces or tampered parameters) are signed with the SDK's own RPC signing
-functions, never with the emulator's.
+Requests go through the real aliyun-python-sdk-core: CommonRequest with its domain set to the emulator, and, for the
+actions Alibaba ships a V2.0 (Tea) SDK for, through that SDK too: alibabacloud_dybaseapi20170525
+(QueryTokenForMnsQueue, V3-signed ACS3-HMAC-SHA256) and alibabacloud_dycdpapi20180610 (QueryCdpOrder, RPC-signed;
+it has no CreateCdpOrder, and there is none for Dycdpapi 2017-05-25). ``SDKS`` names both kinds for parametrized
+tests; ``pop_call`` / ``pop_failure`` call either and give its answer or failure in one shape.
+Raw requests (to forge timestamps, nonces or tampered parameters) are signed with the SDKs' own signing
+functions (RPC here, V3 in tests/acs3_support.py), never with the emulator's.
 """
 
 from __future__ import annotations
@@ -16,12 +20,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+from alibabacloud_dybaseapi20170525 import models as dybaseapi_models
+from alibabacloud_dybaseapi20170525.client import Client as DybaseapiClient
+from alibabacloud_dycdpapi20180610 import models as dycdpapi_models
+from alibabacloud_dycdpapi20180610.client import Client as DycdpapiClient
+from alibabacloud_tea_openapi import models as open_api_models
 from aliyunsdkcore.acs_exception.exceptions import ClientException, ServerException
 from aliyunsdkcore.auth.algorithm import sha_hmac1
 from aliyunsdkcore.auth.composer import rpc_signature_composer
 from aliyunsdkcore.client import AcsClient
 from aliyunsdkcore.request import CommonRequest
 from aliyunsdkcore.utils.parameter_helper import get_iso_8061_date
+from darabonba.exceptions import ResponseException
 from mns.account import Account
 from mns.mns_exception import MNSServerException
 
@@ -36,6 +46,8 @@ OTHER_AK, OTHER_SK, OTHER_UID = "other-ak", "other-sk-77", "6543210987654321"
 ACCOUNTS = {AK: (SK, UID), OTHER_AK: (OTHER_SK, OTHER_UID)}
 BASEAPI, CDP_2017, CDP_2018 = "2017-05-25", "2017-05-25", "2018-06-10"
 PHONE = "13800138000"
+CORE, V2 = "core", "v2"  # aliyun-python-sdk-core, the V2.0 (Tea) SDKs
+SDKS = (CORE, V2)
 
 
 @contextmanager
@@ -150,3 +162,66 @@ def drain(mns: MnsEmulator, queue_name: str, *, raw: bool = False) -> list[bytes
 
 def _as_bytes(body: bytes | str) -> bytes:
     return body if isinstance(body, bytes) else body.encode()
+
+
+# ---- the V2.0 (Tea) SDKs -------------------------------------------------------------------------------------
+
+
+def tea_config(alicom: AlicomEmulator, access_key_id: str = AK, secret: str = SK, **options: object):
+    return open_api_models.Config(
+        access_key_id=access_key_id,
+        access_key_secret=secret,
+        endpoint=alicom.domain,
+        protocol="http",
+        region_id="cn-hangzhou",
+        **options,
+    )
+
+
+def tea_dybaseapi(alicom: AlicomEmulator, access_key_id: str = AK, secret: str = SK, **options) -> DybaseapiClient:
+    return DybaseapiClient(tea_config(alicom, access_key_id, secret, **options))
+
+
+def tea_dycdpapi(alicom: AlicomEmulator, access_key_id: str = AK, secret: str = SK, **options) -> DycdpapiClient:
+    return DycdpapiClient(tea_config(alicom, access_key_id, secret, **options))
+
+
+TEA_ACTIONS = {  # (version, action) -> (client factory, method, request model, {POP parameter: model field})
+    (BASEAPI, "QueryTokenForMnsQueue"): (
+        tea_dybaseapi,
+        "query_token_for_mns_queue",
+        dybaseapi_models.QueryTokenForMnsQueueRequest,
+        {"MessageType": "message_type", "QueueName": "queue_name"},
+    ),
+    (CDP_2018, "QueryCdpOrder"): (
+        tea_dycdpapi,
+        "query_cdp_order",
+        dycdpapi_models.QueryCdpOrderRequest,
+        {"OutOrderId": "out_order_id"},
+    ),
+}
+
+
+def tea_call(alicom: AlicomEmulator, version: str, action: str, key: tuple[str, str] = (AK, SK), **params: str) -> dict:
+    """The answer body as the V2.0 SDK maps it (fields its model does not know are dropped)."""
+    factory, method, model, fields = TEA_ACTIONS[(version, action)]
+    request = model(**{fields[name]: value for name, value in params.items()})
+    response = getattr(factory(alicom, *key), method)(request)
+    return response.body.to_map()
+
+
+def pop_call(sdk: str, alicom: AlicomEmulator, version: str, action: str, key=(AK, SK), **params: str) -> dict:
+    if sdk == V2:
+        return tea_call(alicom, version, action, key, **params)
+    return call(alicom, version, action, sdk_client(*key), **params)
+
+
+def pop_failure(action: Callable[[], object]) -> tuple[int, str, str]:
+    """(HTTP status, code, the gateway's message) of a call that the gateway refuses, whichever SDK made it."""
+    with pytest.raises((ServerException, ResponseException)) as info:
+        action()
+    error = info.value
+    if isinstance(error, ServerException):
+        return error.get_http_status(), error.get_error_code(), error.get_error_msg()
+    data = error.data if isinstance(error.data, dict) else {}
+    return int(error.status_code), str(error.code), str(data.get("Message", ""))

@@ -1,4 +1,5 @@
-"""QueryTokenForMnsQueue through the core SDK, and the token it returns used against the MNS emulator."""
+"""QueryTokenForMnsQueue through the core SDK and through its V2.0 SDK (alibabacloud_dybaseapi20170525, V3-signed),
+and the token it returns used against the MNS emulator."""
 
 from __future__ import annotations
 
@@ -12,16 +13,19 @@ from mns.account import Account
 from mns.mns_exception import MNSServerException
 from mns.queue import Message, QueueMeta
 from test_alicom_support import (
+    AK,
     BASEAPI,
+    CORE,
     OTHER_AK,
     OTHER_SK,
     OTHER_UID,
+    SDKS,
+    SK,
     UID,
-    call,
     owner_queue,
+    pop_call,
+    pop_failure,
     running_emulators,
-    sdk_client,
-    server_error,
 )
 
 from local.alicom import AlicomEmulator
@@ -36,8 +40,13 @@ def emulators() -> Iterator[tuple[MnsEmulator, AlicomEmulator]]:
         yield pair
 
 
-def token(alicom: AlicomEmulator, client=None, **params: str) -> dict:
-    return call(alicom, BASEAPI, "QueryTokenForMnsQueue", client, **params)
+@pytest.fixture(params=SDKS)
+def sdk(request) -> str:
+    return request.param
+
+
+def token(alicom: AlicomEmulator, sdk: str = CORE, key: tuple[str, str] = (AK, SK), **params: str) -> dict:
+    return pop_call(sdk, alicom, BASEAPI, "QueryTokenForMnsQueue", key, **params)
 
 
 def sts_queue(mns: MnsEmulator, dto: dict, queue_name: str):
@@ -55,10 +64,10 @@ def beijing(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=SHANGHAI)
 
 
-def test_token_answer_shape(emulators) -> None:
+def test_token_answer_shape(emulators, sdk: str) -> None:
     _, alicom = emulators
 
-    answer = token(alicom, MessageType="FlowReport", QueueName=alicom.queue_name())
+    answer = token(alicom, sdk, MessageType="FlowReport", QueueName=alicom.queue_name())
 
     assert set(answer) == {"RequestId", "Code", "Message", "MessageTokenDTO"}
     assert (answer["Code"], answer["Message"]) == ("OK", "OK")
@@ -69,12 +78,12 @@ def test_token_answer_shape(emulators) -> None:
     assert timedelta(seconds=599) <= expires - created <= timedelta(seconds=601)  # default lifetime 600 s
 
 
-def test_token_works_on_its_queue_and_nowhere_else(emulators) -> None:
+def test_token_works_on_its_queue_and_nowhere_else(emulators, sdk: str) -> None:
     mns, alicom = emulators
     own, foreign = alicom.queue_name(UID), alicom.queue_name(OTHER_UID)
     alicom.publish_report(out_id="o-1", phone="13800138000", result="3")
     alicom.publish_report(out_id="o-2", phone="13800138000", result="3", uid=OTHER_UID)
-    dto = token(alicom, MessageType="FlowReport")["MessageTokenDTO"]
+    dto = token(alicom, sdk, MessageType="FlowReport")["MessageTokenDTO"]
 
     queue = sts_queue(mns, dto, own)
     message = queue.receive_message(wait_seconds=1)
@@ -85,7 +94,7 @@ def test_token_works_on_its_queue_and_nowhere_else(emulators) -> None:
     assert mns_error(lambda: queue.send_message(Message("forged"))).type == "AccessDenied"
     assert mns_error(queue.get_attributes).type == "AccessDenied"
     # the other account's token reads the other queue
-    other_dto = token(alicom, sdk_client(OTHER_AK, OTHER_SK), MessageType="FlowReport")["MessageTokenDTO"]
+    other_dto = token(alicom, sdk, (OTHER_AK, OTHER_SK), MessageType="FlowReport")["MessageTokenDTO"]
     assert b'"out_id":"o-2"' in sts_queue(mns, other_dto, foreign).receive_message(wait_seconds=1).message_body
     assert mns_error(lambda: sts_queue(mns, other_dto, own).receive_message()).type == "AccessDenied"
 
@@ -109,26 +118,26 @@ def test_token_stops_working_after_expire_time(emulators) -> None:
     assert mns_error(sts_queue(mns, fresh, alicom.queue_name()).receive_message).type == "MessageNotExist"
 
 
-def test_expire_time_is_beijing_time_of_the_real_expiry(emulators) -> None:
+def test_expire_time_is_beijing_time_of_the_real_expiry(emulators, sdk: str) -> None:
     _, alicom = emulators
     alicom.set_behaviour(token_ttl_seconds=3600)
     asked_at = time.time()
 
-    expire_text = token(alicom, MessageType="FlowReport")["MessageTokenDTO"]["ExpireTime"]
+    expire_text = token(alicom, sdk, MessageType="FlowReport")["MessageTokenDTO"]["ExpireTime"]
 
     expected = datetime.fromtimestamp(asked_at + 3600, SHANGHAI)
     assert abs(beijing(expire_text).timestamp() - expected.timestamp()) <= 1
     assert "+" not in expire_text and "T" not in expire_text
 
 
-def test_queue_name_may_be_omitted_or_given(emulators) -> None:
+def test_queue_name_may_be_omitted_or_given(emulators, sdk: str) -> None:
     mns, alicom = emulators
     alicom.publish_report(out_id="q", phone="13800138000", result="4", err_code="UNKNOW", err_msg="x")
 
-    dto = token(alicom, MessageType="FlowReport", QueueName=alicom.queue_name())["MessageTokenDTO"]
+    dto = token(alicom, sdk, MessageType="FlowReport", QueueName=alicom.queue_name())["MessageTokenDTO"]
 
     assert sts_queue(mns, dto, alicom.queue_name()).receive_message().message_body.startswith(b'{"phone"')
-    assert token(alicom, MessageType="FlowReport", QueueName="")["Code"] == "OK"
+    assert token(alicom, sdk, MessageType="FlowReport", QueueName="")["Code"] == "OK"
 
 
 @pytest.mark.parametrize(
@@ -141,13 +150,13 @@ def test_queue_name_may_be_omitted_or_given(emulators) -> None:
         ("FlowReport", "my-own-queue"),
     ],
 )
-def test_wrong_message_type_or_foreign_queue_is_refused(emulators, message_type: str, queue_name) -> None:
+def test_wrong_message_type_or_foreign_queue_is_refused(emulators, sdk: str, message_type: str, queue_name) -> None:
     _, alicom = emulators
     params = (
         {"MessageType": message_type} if queue_name is None else {"MessageType": message_type, "QueueName": queue_name}
     )
 
-    answer = token(alicom, **params)
+    answer = token(alicom, sdk, **params)
 
     # an Alicom business error: HTTP 200, Code other than OK, no token (every official demo checks Code == "OK")
     assert answer["Code"] == "isv.INVALID_PARAMETERS"
@@ -155,23 +164,23 @@ def test_wrong_message_type_or_foreign_queue_is_refused(emulators, message_type:
     assert (queue_name or message_type) in answer["Message"]
 
 
-def test_other_message_types_get_tokens_for_their_own_queue(emulators) -> None:
+def test_other_message_types_get_tokens_for_their_own_queue(emulators, sdk: str) -> None:
     mns, alicom = emulators
     owner_queue(mns, alicom.queue_name(message_type="SmsReport")).create(QueueMeta())
 
-    dto = token(alicom, MessageType="SmsReport")["MessageTokenDTO"]
+    dto = token(alicom, sdk, MessageType="SmsReport")["MessageTokenDTO"]
 
     sms_queue = sts_queue(mns, dto, alicom.queue_name(message_type="SmsReport"))
     assert mns_error(sms_queue.receive_message).type == "MessageNotExist"
     assert mns_error(sts_queue(mns, dto, alicom.queue_name()).receive_message).type == "AccessDenied"
 
 
-def test_missing_message_type_is_a_pop_error(emulators) -> None:
+def test_missing_message_type_is_a_pop_error(emulators, sdk: str) -> None:
     _, alicom = emulators
 
-    error = server_error(lambda: token(alicom, QueueName=alicom.queue_name()))
+    status, code, _ = pop_failure(lambda: token(alicom, sdk, QueueName=alicom.queue_name()))
 
-    assert (error.get_http_status(), error.get_error_code()) == (400, "MissingMessageType")
+    assert (status, code) == (400, "MissingMessageType")
 
 
 def test_token_lifetime_is_configurable_at_construction() -> None:

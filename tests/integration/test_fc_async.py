@@ -1,6 +1,7 @@
-"""Asynchronous InvokeFunction through the real fc2 client: 202 and background runs, retries per the
-function's async settings, event age expiry, x-fc-async-delay, and the on-failure destination message
-received from the MNS emulator with aliyun-mns-sdk."""
+"""Asynchronous InvokeFunction through the real fc2 client (API 2016-08-15) and through the FC 3.0 SDK
+alibabacloud_fc20230330 (API 2023-03-30, the function named `<service>$<function>`): 202 and background runs, retries
+per the function's async settings, event age expiry, x-fc-async-delay, and the on-failure destination message
+received from the MNS emulator with aliyun-mns-sdk. Both APIs share the functions, the queue and the destination."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import fc2
 import pytest
 from emulator_credentials import OWNER_ID, OWNER_SECRET
+from fc3_support import FC2, FC3, fc_client, invoke3
 from mns.account import Account
 from mns.mns_exception import MNSServerException
 from mns.queue import QueueMeta
@@ -66,9 +67,20 @@ def emulator(mns_emulator: MnsEmulator, dlq) -> Iterator[FcEmulator]:
     emulator.stop()
 
 
+@pytest.fixture(params=[FC2, FC3])
+def kind(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def client(emulator: FcEmulator) -> fc2.Client:
-    return fc2.Client(endpoint=emulator.endpoint, accessKeyID=AK, accessKeySecret=SK)
+def client(emulator: FcEmulator, kind: str):
+    return fc_client(kind, emulator.endpoint, AK, SK)
+
+
+def expected_arn(kind: str, name: str) -> str:
+    if kind == FC3:  # FC 3.0's form, with the name as it was invoked
+        return f"acs:fc:{REGION}:{ACCOUNT}:functions/svc${name}"
+    return f"acs:fc:{REGION}:{ACCOUNT}:services/svc.LATEST/functions/{name}"
 
 
 def destination_messages(queue) -> list[dict]:
@@ -87,13 +99,14 @@ def counters(emulator: FcEmulator, name: str) -> dict:
     return emulator.stats()["functions"][f"svc/{name}"]
 
 
-def test_async_invocation_is_accepted_with_202_and_runs_in_the_background(client, emulator, dlq):
+def test_async_invocation_is_accepted_with_202_and_runs_in_the_background(client, emulator, dlq, kind):
     response = client.invoke_function("svc", "echo", payload=b'{"id": 1}', headers=ASYNC)
     assert response.data == b""
     request_id = response.headers["x-fc-request-id"]
     assert emulator.wait_idle(5)
     (record,) = emulator.invocations(request_id=request_id)
     assert (record["type"], record["status"], record["attempt"]) == ("Async", "succeeded", 1)
+    assert record["api"] == ("2023-03-30" if kind == FC3 else "2016-08-15")
     stats = counters(emulator, "echo")
     assert (stats["async_accepted"], stats["attempts"], stats["succeeded"], stats["retries"]) == (1, 1, 1, 0)
     assert (stats["queue_depth"], stats["in_flight"]) == (0, 0)
@@ -113,7 +126,7 @@ def test_failed_attempts_are_retried_until_one_succeeds(client, emulator, dlq, t
     assert destination_messages(dlq) == []
 
 
-def test_final_failure_sends_the_destination_message_to_mns(client, emulator, dlq):
+def test_final_failure_sends_the_destination_message_to_mns(client, emulator, dlq, kind):
     response = client.invoke_function("svc", "fails", payload=b'{"order": "A1"}', headers=ASYNC)
     request_id = response.headers["x-fc-request-id"]
     assert emulator.wait_idle(10)
@@ -122,7 +135,7 @@ def test_final_failure_sends_the_destination_message_to_mns(client, emulator, dl
     assert isinstance(message["timestamp"], int) and abs(message["timestamp"] / 1000 - time.time()) < 30
     assert message["requestContext"] == {
         "requestId": request_id,
-        "functionArn": f"acs:fc:{REGION}:{ACCOUNT}:services/svc.LATEST/functions/fails",
+        "functionArn": expected_arn(kind, "fails"),
         "condition": "UnhandledInvocationError",
         "approximateInvokeCount": 3,  # the first attempt and max_async_retry_attempts=2 retries
     }
@@ -175,9 +188,9 @@ def test_async_delay_postpones_the_run(client, emulator):
     assert record["started_at"] - accepted >= 0.35
 
 
-def test_without_an_mns_endpoint_the_destination_is_counted_as_an_error():
+def test_without_an_mns_endpoint_the_destination_is_counted_as_an_error(kind):
     with FcEmulator(FUNCTIONS, credentials={AK: SK}) as emulator:
-        client = fc2.Client(endpoint=emulator.endpoint, accessKeyID=AK, accessKeySecret=SK)
+        client = fc_client(kind, emulator.endpoint, AK, SK)
         client.invoke_function("svc", "no-retry", payload=b"x", headers=ASYNC)
         client.invoke_function("svc", "no-destination", payload=b"x", headers=ASYNC)
         assert emulator.wait_idle(5)
@@ -203,3 +216,34 @@ def test_a_function_fans_out_with_the_context_credentials(client, emulator):
     for request_id in request_ids:
         (record,) = emulator.invocations(request_id=request_id)
         assert (record["function"], record["status"]) == ("svc/echo", "succeeded")
+
+
+def test_both_apis_share_the_queue_and_the_instances(emulator, dlq):
+    fc2_client, fc3_client = fc_client(FC2, emulator.endpoint, AK, SK), fc_client(FC3, emulator.endpoint, AK, SK)
+
+    fc2_client.invoke_function("svc", "echo", payload=b"two", headers=ASYNC)
+    assert emulator.wait_idle(5)
+    fc3_client.invoke_function("svc", "echo", payload=b"three", headers=ASYNC)
+    assert emulator.wait_idle(5)
+    status, _, _ = invoke3(fc3_client.client, "echo", b"plain name", invocation_type="Async")
+
+    assert status == 202
+    assert emulator.wait_idle(5)
+    records = emulator.invocations(function="svc/echo")
+    assert sorted(r["api"] for r in records) == ["2016-08-15", "2023-03-30", "2023-03-30"]
+    assert len({r["instance_id"] for r in records}) == 1  # one warm instance served all three
+    assert counters(emulator, "echo")["succeeded"] == 3
+
+
+def test_an_fc3_async_task_id_is_accepted_once(emulator, dlq):
+    client = fc_client(FC3, emulator.endpoint, AK, SK).client
+
+    assert invoke3(client, "svc$echo", b"task", invocation_type="Async", task_id="order-A1")[0] == 202
+    with pytest.raises(Exception) as info:
+        invoke3(client, "svc$echo", b"task again", invocation_type="Async", task_id="order-A1")
+    assert (info.value.status_code, info.value.code) == (409, "AsyncTaskAlreadyExists")
+    assert (
+        invoke3(client, "svc$fails", b"same id, other function", invocation_type="Async", task_id="order-A1")[0] == 202
+    )
+    assert emulator.wait_idle(10)
+    assert counters(emulator, "echo")["async_accepted"] == 1

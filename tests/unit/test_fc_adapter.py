@@ -1,4 +1,5 @@
-"""FC glue: the context adapter (python3.10 and python3.12 shapes), credentials, and event decoding."""
+"""FC glue: the context adapter (FC 2.0 python3.10; FC 3.0 python3.10 and python3.12), credentials, and event
+decoding (the timer event as FC 2.0 and FC 3.0 document it)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,67 @@ def context_312() -> SimpleNamespace:
         log_store="s",
         logger=None,
     )
+
+
+def context_fc3_310(service: object = None) -> SimpleNamespace:
+    """FC 3.0, python3.10: credentials, no service (role, log config and VPC are the function's)."""
+    context = context_310()
+    context.function = SimpleNamespace(name="flow-receipts-drainer", handler="index.handler", memory=512, timeout=60)
+    if service is None:
+        del context.service
+    else:
+        context.service = service
+    return context
+
+
+FC3_ENVIRON = {  # what FC 3.0 sets in an instance (reference/fc.md §4.3): no FC_SERVICE_NAME
+    "FC_FUNCTION_NAME": "flow-receipts-drainer",
+    "FC_FUNCTION_HANDLER": "index.handler",
+    "FC_FUNCTION_MEMORY_SIZE": "512",
+    "FC_REGION": "cn-hangzhou",
+    "FC_ACCOUNT_ID": "1234567890123456",
+}
+
+
+@pytest.mark.parametrize(
+    "service",
+    [None, SimpleNamespace(name="", log_project="fn-logs", log_store="fn-store", qualifier="LATEST", version_id="")],
+    ids=["no-service", "empty-service"],
+)
+def test_fc3_python310_context_has_no_service_and_an_fc3_arn(service):
+    ctx = fc_context(context_fc3_310(service), environ=FC3_ENVIRON)
+    assert ctx.service_name is None
+    assert ctx.function_name == "flow-receipts-drainer"
+    assert ctx.invoked_function_arn == "acs:fc:cn-hangzhou:1234567890123456:functions/flow-receipts-drainer"
+    assert ctx.credentials == ("STS.ctx-id", "ctx-secret-value", "CAIS-ctx-token")  # the function's role
+    assert build_lambda_context_model(ctx).function_arn == ctx.invoked_function_arn
+    if service is not None:
+        assert (ctx.log_project, ctx.log_store, ctx.qualifier) == ("fn-logs", "fn-store", "LATEST")
+
+
+def test_fc3_python312_context_reads_its_top_level_log_config_and_qualifier():
+    ctx = fc_context(context_312(), environ={})
+    assert (ctx.log_project, ctx.log_store, ctx.qualifier) == ("p", "s", "LATEST")
+    assert ctx.invoked_function_arn == "acs:fc:cn-shanghai:6543210987654321:functions/processor"
+
+
+def test_a_function_attribute_the_context_lacks_comes_from_fc_variables():
+    context = context_312()
+    context.function = SimpleNamespace(name="", handler="", memory=0, timeout=None)
+    ctx = fc_context(context, environ={**FC3_ENVIRON, "FC_TIMEOUT": "45"})
+    assert (ctx.function_name, ctx.handler, ctx.memory_limit_in_mb, ctx.timeout_seconds) == (
+        "flow-receipts-drainer",
+        "index.handler",
+        512,
+        45.0,
+    )
+
+
+def test_a_migrated_function_keeps_its_fc3_name():
+    context = context_fc3_310()
+    context.function.name = "flow-receipts$processor"
+    ctx = fc_context(context, environ={})
+    assert ctx.invoked_function_arn == "acs:fc:cn-hangzhou:1234567890123456:functions/flow-receipts$processor"
 
 
 def test_python310_context_gives_the_attributes_powertools_reads():
@@ -173,6 +235,23 @@ def test_timer_event_payload_is_decoded():
         "triggerName": "every-minute",
         "payload": {"max_seconds": 50},
     }
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        # FC 2.0 (fc.md §5, help.aliyun.com/document_detail/2513615) and FC 3.0 ("Formats of event for different
+        # triggers", 2023-12-26 example): the same fields, the payload the configured string
+        b'{"triggerTime":"2018-02-09T05:49:00Z","triggerName":"timer-trigger","payload":"{\\"job\\": \\"drain\\"}"}',
+        b'{"triggerTime":"2023-12-26T07:49:00Z","triggerName":"timer-trigger","payload":"{\\"job\\":\\"drain\\"}"}',
+        # a payload already decoded (an event built by a tool, not by the timer) is kept
+        b'{"triggerTime":"2023-12-26T07:49:00Z","triggerName":"timer-trigger","payload":{"job":"drain"}}',
+    ],
+    ids=["fc2-doc", "fc3-doc", "payload-object"],
+)
+def test_both_timer_event_shapes_decode_alike(event: bytes):
+    decoded = decode_event(event)
+    assert decoded["triggerName"] == "timer-trigger" and decoded["payload"] == {"job": "drain"}
 
 
 def test_timer_event_with_an_empty_payload():

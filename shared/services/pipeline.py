@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.adapters.ledger import Ledger, ReportToApply
-from shared.domain.models import Envelope, FlowReport, reports_from
+from shared.domain.models import Envelope, FlowReport, decode_body, parse_reports
 from shared.domain.orders import Outcome
 from shared.errors import PoisonMessage
 from shared.logs import logger, mask_phone, message_context
@@ -37,7 +37,7 @@ def report_message_id(envelope: Envelope, index: int, count: int) -> str:
     return envelope.message_id if count == 1 else f"{envelope.message_id}#{index}"
 
 
-def _to_apply(envelope: Envelope, report: FlowReport, message_id: str) -> ReportToApply:
+def _to_apply(envelope: Envelope, report: FlowReport, message_id: str, raw: str | None) -> ReportToApply:
     return ReportToApply(
         message_id=message_id,
         message_type=envelope.message_type,
@@ -46,7 +46,7 @@ def _to_apply(envelope: Envelope, report: FlowReport, message_id: str) -> Report
         result=report.result,
         err_code=report.err_code or None,
         err_msg=report.err_msg or None,
-        raw_body=report.model_dump_json(),
+        raw_body=raw if raw is not None else report.model_dump_json(),
         dequeue_count=envelope.dequeue_count,
     )
 
@@ -62,9 +62,13 @@ def dead_letter(ledger: Ledger, envelope: Envelope, reason: str) -> MessageOutco
 
 
 def validate(envelope: Envelope) -> list[ReportToApply]:
-    """The ledger writes this message would make; PoisonMessage when it can never be a report."""
-    reports = reports_from(envelope)
-    return [_to_apply(envelope, r, report_message_id(envelope, i, len(reports))) for i, r in enumerate(reports)]
+    """The ledger writes this message would make; PoisonMessage when it can never be a report. A receipt keeps its
+    report as Alicom sent it: the body's JSON text (for an array, each report on its own, as JSON)."""
+    text = decode_body(envelope.body)
+    reports = parse_reports(text)
+    if len(reports) == 1:
+        return [_to_apply(envelope, reports[0], envelope.message_id, text)]
+    return [_to_apply(envelope, r, report_message_id(envelope, i, len(reports)), None) for i, r in enumerate(reports)]
 
 
 def apply_message(ledger: Ledger, envelope: Envelope) -> MessageOutcome:

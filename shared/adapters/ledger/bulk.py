@@ -67,14 +67,16 @@ class Bulk:
         if not rows:
             return
         columns = tuple(rows[0])
+        value = self._converter()
         if self.qmark:
             statement = _compiled(table, self.dialect, columns)
-            params: list[Any] = [tuple(self._value(row[name]) for name in statement.columns or ()) for row in rows]
+            names = statement.columns or ()
+            params: list[Any] = [tuple([value(row[name]) for name in names]) for row in rows]
             self._run(conn, statement.sql, params, lambda cursor: cursor.executemany(statement.sql, params))
             return
         one = f"({', '.join('%s' for _ in columns)})"
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {', '.join(one for _ in rows)}"
-        flat = [self._value(row[name]) for row in rows for name in columns]
+        flat = [value(row[name]) for row in rows for name in columns]
         self._run(conn, sql, flat, lambda cursor: cursor.execute(sql, flat))
 
     def resolve_pending(self, conn: Connection, resolutions: Sequence[Mapping[str, Any]], now: datetime) -> int:
@@ -143,6 +145,22 @@ class Bulk:
         if isinstance(value, datetime):
             naive = value.astimezone(_UTC).replace(tzinfo=None)
             return _sqlite_text(naive) if self.qmark else naive
+        return value
+
+    def _converter(self) -> Callable[[Any], Any]:
+        """``_value`` for one statement's rows: a batch holds few distinct datetimes (mostly its one ``now``), so
+        each is converted once."""
+        converted: dict[datetime, Any] = {}
+        convert = self._value
+
+        def value(item: Any) -> Any:
+            if type(item) is not datetime:
+                return item
+            found = converted.get(item)
+            if found is None:
+                found = converted[item] = convert(item)
+            return found
+
         return value
 
 

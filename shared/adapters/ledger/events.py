@@ -16,6 +16,19 @@ from shared.adapters.ledger.text import LAST_ERROR_MAX, clip
 from shared.domain.orders import Decision
 
 _INSERT_EVENT = insert(outbox)
+_PAYLOAD = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_last_stamp: tuple[datetime, str] | None = None
+
+
+def _iso(now: datetime) -> str:
+    """``now.isoformat()``, once per batch (every event of a batch has the same ``now``)."""
+    global _last_stamp
+    last = _last_stamp
+    if last is not None and last[0] == now:
+        return last[1]
+    stamp = now.isoformat()
+    _last_stamp = (now, stamp)
+    return stamp
 
 
 def write_event(conn: Connection, decision: Decision, now: datetime, **facts: Any) -> dict[str, Any]:
@@ -29,19 +42,20 @@ def write_event(conn: Connection, decision: Decision, now: datetime, **facts: An
 def event_row(decision: Decision, now: datetime, **facts: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The outbox row of a transition, and its payload."""
     event_id = str(uuid.uuid4())
+    stamp = _iso(now)
     payload = {
         "event_id": event_id,
         "kind": decision.event_kind,
         "status": decision.new_status.value if decision.new_status else None,
-        "occurred_at": now.isoformat(),
-        "resolved_at": now.isoformat(),
+        "occurred_at": stamp,
+        "resolved_at": stamp,
         **facts,
     }
     row = {
         "event_id": event_id,
         "out_id": facts["out_id"],
         "kind": decision.event_kind,
-        "payload": json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+        "payload": _PAYLOAD.encode(payload),
         "created_at": now,
         "delivered_at": None,
         "attempts": 0,

@@ -150,13 +150,16 @@ def decode_body(body: str) -> str:
     """
     if not isinstance(body, str):
         raise PoisonMessage(f"body must be text, got {type(body).__name__}")
-    size = len(body.encode("utf-8", "surrogatepass"))
-    if size > MAX_BODY_BYTES:
-        raise PoisonMessage(f"body is larger than {MAX_BODY_BYTES} bytes (got {size} bytes)")
-    compact = body.translate(_WHITESPACE)
-    if not compact:
-        raise PoisonMessage("body is empty")
-    raw = _base64(compact)
+    if len(body) > MAX_BODY_BYTES // 4:  # shorter bodies fit whatever their characters (4 UTF-8 bytes at most)
+        size = len(body.encode("utf-8", "surrogatepass"))
+        if size > MAX_BODY_BYTES:
+            raise PoisonMessage(f"body is larger than {MAX_BODY_BYTES} bytes (got {size} bytes)")
+    raw = _strict_base64(body)  # the common case: one C call
+    if raw is None:
+        compact = body.translate(_WHITESPACE)
+        if not compact:
+            raise PoisonMessage("body is empty")
+        raw = _base64(compact)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -164,6 +167,13 @@ def decode_body(body: str) -> str:
     except UnicodeDecodeError as exc:
         bad = raw[exc.start : exc.start + 1].hex()
         raise PoisonMessage(f"body is not UTF-8: byte 0x{bad} at offset {exc.start} ({exc.reason})") from None
+
+
+def _strict_base64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True) if text else None
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _base64(text: str) -> bytes:
@@ -211,7 +221,7 @@ def reports_from(envelope: Envelope) -> list[FlowReport]:
 
 def _load_json(text: str) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        return _JSON.decode(text)
     except json.JSONDecodeError as exc:
         raise PoisonMessage(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
@@ -230,6 +240,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constant(name: str) -> Any:
     raise PoisonMessage(f"body is not JSON: {name} is not a JSON value")
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)  # built once, not per body
 
 
 def _report(data: dict[str, Any], where: str) -> FlowReport:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,9 +39,18 @@ def write_event(conn: Connection, decision: Decision, now: datetime, **facts: An
     return payload
 
 
+def new_event_id() -> str:
+    """A random (version 4) UUID in its canonical text form: ``str(uuid.uuid4())`` without building a UUID."""
+    octets = bytearray(os.urandom(16))
+    octets[6] = (octets[6] & 0x0F) | 0x40  # version 4
+    octets[8] = (octets[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = octets.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def event_row(decision: Decision, now: datetime, **facts: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The outbox row of a transition, and its payload."""
-    event_id = str(uuid.uuid4())
+    event_id = new_event_id()
     stamp = _iso(now)
     payload = {
         "event_id": event_id,

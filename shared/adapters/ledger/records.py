@@ -58,7 +58,8 @@ class ReportToApply:
             raise PoisonMessage(f"phone is longer than {PHONE_MAX} characters")
         if self.received_at is not None:
             require_aware(self.received_at, "received_at")
-        object.__setattr__(self, "source", Source(self.source))
+        if type(self.source) is not Source:
+            object.__setattr__(self, "source", Source(self.source))
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,12 @@ concurrent batches over the same orders and message ids, and a report that fails
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import pytest
 from sqlalchemy import exc
@@ -16,6 +18,7 @@ from shared.adapters.ledger import Ledger, ReportToApply
 from shared.adapters.ledger import apply as ledger_apply
 from shared.adapters.ledger import batch as ledger_batch
 from shared.adapters.ledger.batch import DeadLetterToRecord
+from shared.adapters.ledger.records import NewOrder
 from shared.domain.orders import Outcome, Source, Status
 from shared.errors import PoisonMessage
 
@@ -154,3 +157,60 @@ def test_a_batch_of_sweep_answers_resolves_by_sweep(ledger: Ledger):
 
     order = ledger.get_order("swept")
     assert (order.status, order.resolved_by, order.err_code) == (Status.FAILED, Source.SWEEP, "E1")
+
+
+def _stored(ledger: Ledger, table: str, key: str, value: str) -> dict:
+    """A row as the database holds it, read through the DB-API (no SQLAlchemy type processing)."""
+    with ledger.engine.connect() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()
+        marker = "?" if ledger.engine.dialect.paramstyle == "qmark" else "%s"
+        cursor.execute(f"SELECT * FROM {table} WHERE {key} = {marker}", (value,))
+        names = [column[0] for column in cursor.description]
+        [row] = cursor.fetchall()
+        cursor.close()
+    return dict(zip(names, row, strict=True))
+
+
+def _shape(value: object) -> object:
+    """A stored value with its digits blanked: two timestamps of the same format have the same shape."""
+    return re.sub(r"\d", "9", value) if isinstance(value, str) else type(value)
+
+
+@pytest.mark.parametrize("registered", [True, False], ids=["registered", "orphan"])
+def test_the_batch_path_stores_what_the_per_report_path_stores(ledger: Ledger, registered: bool):
+    if registered:
+        ledger.register_orders([NewOrder(out_id, PHONE, "100M", "charge", None) for out_id in ("one", "batch")])
+    ledger.apply_report(report("one", "4", message_id="M-ONE", err_code="E1", err_msg="失败"))
+    ledger.apply_batch([report("batch", "4", message_id="M-BATCH", err_code="E1", err_msg="失败")])
+
+    by_one = {
+        "orders": _stored(ledger, "orders", "out_id", "one"),
+        "receipts": _stored(ledger, "receipts", "out_id", "one"),
+    }
+    by_batch = {
+        "orders": _stored(ledger, "orders", "out_id", "batch"),
+        "receipts": _stored(ledger, "receipts", "out_id", "batch"),
+    }
+    different = {"out_id", "message_id", "resolved_message_id", "id"}
+    for table in ("orders", "receipts"):
+        one, batch = by_one[table], by_batch[table]
+        assert one.keys() == batch.keys()
+        for column in one.keys() - different:
+            if isinstance(one[column], str) and re.fullmatch(r"\d{4}-.*", one[column]):
+                assert _shape(batch[column]) == _shape(one[column]), (table, column)  # a timestamp, same format
+            elif isinstance(one[column], datetime):
+                assert type(batch[column]) is datetime and batch[column].tzinfo == one[column].tzinfo, (table, column)
+            else:
+                assert batch[column] == one[column], (table, column)
+
+
+def test_every_event_id_is_a_distinct_version_4_uuid(ledger: Ledger):
+    out_ids = [f"uuid-{n}" for n in range(40)]
+    done = ledger.apply_batch([report(out_id, "3") for out_id in out_ids])
+
+    ids = [result.event_id for result in done.reports]
+    assert len(set(ids)) == len(out_ids)
+    for event_id in ids:
+        parsed = uuid.UUID(event_id)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, event_id)
+    assert {event.event_id for out_id in out_ids for event in ledger.outbox_events(out_id)} == set(ids)

@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Dialect, Table, exc, insert
 
+from shared.adapters.ledger.schema import UtcDateTime
 from shared.domain.orders import Status
 
 _T = TypeVar("_T")
@@ -67,16 +69,15 @@ class Bulk:
         if not rows:
             return
         columns = tuple(rows[0])
-        value = self._converter()
+        shape = _row_shape(table, columns if not self.qmark else _compiled(table, self.dialect, columns).columns)
+        params = self._rows(shape, rows)
         if self.qmark:
-            statement = _compiled(table, self.dialect, columns)
-            names = statement.columns or ()
-            params: list[Any] = [tuple([value(row[name]) for name in names]) for row in rows]
-            self._run(conn, statement.sql, params, lambda cursor: cursor.executemany(statement.sql, params))
+            sql = _compiled(table, self.dialect, columns).sql
+            self._run(conn, sql, params, lambda cursor: cursor.executemany(sql, params))
             return
         one = f"({', '.join('%s' for _ in columns)})"
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {', '.join(one for _ in rows)}"
-        flat = [value(row[name]) for row in rows for name in columns]
+        flat = [item for row in params for item in row]
         self._run(conn, sql, flat, lambda cursor: cursor.execute(sql, flat))
 
     def resolve_pending(self, conn: Connection, resolutions: Sequence[Mapping[str, Any]], now: datetime) -> int:
@@ -147,21 +148,24 @@ class Bulk:
             return _sqlite_text(naive) if self.qmark else naive
         return value
 
-    def _converter(self) -> Callable[[Any], Any]:
-        """``_value`` for one statement's rows: a batch holds few distinct datetimes (mostly its one ``now``), so
-        each is converted once."""
-        converted: dict[datetime, Any] = {}
-        convert = self._value
-
-        def value(item: Any) -> Any:
-            if type(item) is not datetime:
-                return item
-            found = converted.get(item)
-            if found is None:
-                found = converted[item] = convert(item)
-            return found
-
-        return value
+    def _rows(self, shape: _RowShape, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Each row's values in the statement's order, its datetimes converted as ``_value`` does: a batch holds
+        few distinct datetimes (mostly its one ``now``), so each is converted once."""
+        values = [shape.pick(row) for row in rows]
+        if not shape.datetimes:
+            return values
+        converted: dict[Any, Any] = {}
+        for index, row in enumerate(values):
+            row = list(row)
+            for position in shape.datetimes:
+                item = row[position]
+                if item is not None:
+                    found = converted.get(item)
+                    if found is None:
+                        found = converted[item] = self._value(item)
+                    row[position] = found
+            values[index] = row
+        return values
 
 
 PENDING = Status.PENDING.value
@@ -174,6 +178,21 @@ def _sqlite_text(value: datetime) -> str:
         f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
         f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
     )
+
+
+@dataclass(frozen=True)
+class _RowShape:
+    pick: Callable[[Mapping[str, Any]], tuple[Any, ...]]  # the values of the statement's columns, in order
+    datetimes: tuple[int, ...]  # positions of DateTime columns (converted by Bulk._rows)
+
+
+@cache
+def _row_shape(table: Table, columns: tuple[str, ...] | None) -> _RowShape:
+    names = columns or ()
+    getter = itemgetter(*names)
+    pick = getter if len(names) > 1 else (lambda row: (getter(row),))
+    datetimes = tuple(i for i, name in enumerate(names) if isinstance(table.c[name].type, UtcDateTime))
+    return _RowShape(pick, datetimes)
 
 
 @cache

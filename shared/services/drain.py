@@ -94,12 +94,14 @@ class Drainer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._summary = DrainSummary()
+        self._unusual = UnusualLog(clock)
 
     def run(self, deadline: float) -> DrainSummary:
         """Drains until the queue is empty, `deadline` (a clock() value) passes, or access is denied."""
         started = self._clock()
         self._stop.clear()
         self._summary = DrainSummary()
+        self._unusual = UnusualLog(self._clock)
         notifier = self._notifier if self._notify_budget_seconds > 0 else None  # 0: leave it all to redelivery
         self._deliverer = BackgroundDeliverer(self._ledger, notifier, clock=self._clock) if notifier else None
         threads = [
@@ -110,6 +112,7 @@ class Drainer:
             thread.start()
         for thread in threads:
             thread.join(max(0.0, deadline - self._clock()) + 30)
+        self._unusual.flush()
         if self._deliverer is not None:
             self._finish_delivery(self._deliverer, deadline)
         self._summary.seconds = self._clock() - started
@@ -266,7 +269,7 @@ class Drainer:
             self._summary.counts.update(done.counts)
             self._summary.counts["left_for_retry"] += done.left
         for kind, out_ids in done.unusual.items():
-            logger.warning(UNUSUAL[kind], extra={"count": len(out_ids), "out_ids": out_ids[:MAX_LOGGED_IDS]})
+            self._unusual.add(kind, out_ids)
         if done.letters:
             logger.warning("messages dead-lettered", extra={"count": len(done.letters), "dead_letters": done.letters})
         if done.left:
@@ -325,7 +328,8 @@ class Drainer:
 
 # ---- one received batch, planned and then accounted for ---------------------------------------------------------
 
-MAX_LOGGED_IDS = 50  # out ids / message ids in one log line at most
+MAX_LOGGED_IDS = 200  # out ids / message ids in one log line at most
+UNUSUAL_LOG_SECONDS = 10.0  # a kind's out ids gathered since its last line wait at most this long
 UNUSUAL = {
     "conflict": "reports contradict a terminal order: kept as conflicts, not applied",
     "orphan": "reports for unregistered out_ids: orders created as unregistered",
@@ -411,6 +415,43 @@ class BatchOutcome:
     given_up_handles: list[tuple[str, str]] = field(default_factory=list)
     left: int = 0
     first_error: str = ""
+
+
+class UnusualLog:
+    """The out ids of unusual outcomes (orphans, conflicts), logged per kind in lines of up to MAX_LOGGED_IDS: the
+    first batch's at once, then a line when MAX_LOGGED_IDS have gathered or UNUSUAL_LOG_SECONDS have passed, and
+    the rest when the run ends. So at most one line per batch, and a queue full of orphans costs about what a queue
+    of registered orders does (a log line costs more than applying a receipt)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._gathered: dict[str, list[str]] = {}
+        self._last_line: dict[str, float] = {}
+
+    def add(self, kind: str, out_ids: list[str]) -> None:
+        now = self._clock()
+        with self._lock:
+            gathered = self._gathered.setdefault(kind, [])
+            gathered.extend(out_ids)
+            last = self._last_line.get(kind)
+            if len(gathered) < MAX_LOGGED_IDS and last is not None and now - last < UNUSUAL_LOG_SECONDS:
+                return
+            self._gathered[kind], self._last_line[kind] = [], now
+        self._log(kind, gathered)
+
+    def flush(self) -> None:
+        with self._lock:
+            gathered, self._gathered = self._gathered, {}
+        for kind, out_ids in gathered.items():
+            if out_ids:
+                self._log(kind, out_ids)
+
+    @staticmethod
+    def _log(kind: str, out_ids: list[str]) -> None:
+        for start in range(0, len(out_ids), MAX_LOGGED_IDS):
+            chunk = out_ids[start : start + MAX_LOGGED_IDS]
+            logger.warning(UNUSUAL[kind], extra={"count": len(chunk), "out_ids": chunk})
 
 
 def _letter(envelope: Envelope, reason: str) -> DeadLetterToRecord:

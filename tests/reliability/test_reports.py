@@ -155,6 +155,22 @@ def test_a_result_contradicting_a_closed_order_is_a_conflict(make_world, caplog)
     assert all(r.levelno == logging.WARNING for r in warned)
 
 
+def test_a_queue_of_orphans_is_logged_in_few_lines_that_name_every_out_id(make_world, caplog):
+    world = make_world()
+    out_ids = {f"stranger-{n:03d}" for n in range(120)}
+    for out_id in sorted(out_ids):
+        world.publish(flow_report(out_id, "3"))
+
+    summary = world.drain()
+
+    assert summary.counts["orphan"] == len(out_ids), summary.as_dict()
+    warned = [r for r in caplog.records if "reports for unregistered out_ids" in r.getMessage()]
+    batches = summary.counts["received"] / 16
+    assert 1 <= len(warned) <= min(batches, 3)  # at most one line per batch; here the first batch's, then the rest
+    assert [out_id for r in warned for out_id in r.out_ids] and {o for r in warned for o in r.out_ids} == out_ids
+    assert sum(r.count for r in warned) == len(out_ids)
+
+
 def test_an_unknown_out_id_is_kept_as_an_unregistered_order(make_world):
     world = make_world()
     message_id = world.publish(flow_report("never-registered", "4", err_code="CARRIER", err_msg="busy"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from shared.adapters.ledger import (
     sweeping,
 )
 from shared.adapters.ledger.engine import (
+    SQLITE_BUSY_TIMEOUT_MS,
     TransactionAborted,
     build_engine,
     display_url,
@@ -64,6 +66,9 @@ class Ledger:
         self.url = parse_url(url)
         self.engine = build_engine(self.url)
         self._clock = clock
+        # SQLite has one writer at a time and every transaction here takes the write lock at BEGIN: this
+        # process's threads queue on a lock of their own instead of polling the file's (busy_timeout's retries).
+        self._sqlite_writer = threading.Lock() if self.engine.dialect.name == "sqlite" else None
 
     def __repr__(self) -> str:
         return f"Ledger({display_url(self.url)!r})"
@@ -338,12 +343,25 @@ class Ledger:
 
     @contextmanager
     def _transaction(self, doing: str) -> Iterator[Connection]:
-        with transient_errors(self.url, doing), self.engine.begin() as conn:
+        with self._writer(doing), transient_errors(self.url, doing), self.engine.begin() as conn:
             yield conn
 
     @contextmanager
+    def _writer(self, doing: str) -> Iterator[None]:
+        lock = self._sqlite_writer
+        if lock is None:
+            yield
+            return
+        if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise TransientError(f"{doing}: the ledger is busy: another thread here held SQLite's write lock")
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextmanager
     def _sqlite_without_foreign_keys(self, doing: str) -> Iterator[Connection]:
-        with transient_errors(self.url, doing), self.engine.connect() as conn:
+        with self._writer(doing), transient_errors(self.url, doing), self.engine.connect() as conn:
             raw = conn.connection.dbapi_connection  # PRAGMA foreign_keys is a no-op inside a transaction
             raw.execute("PRAGMA foreign_keys=OFF")
             try:

@@ -61,6 +61,7 @@ from mns.mns_exception import MNSExceptionBase, MNSServerException
 from shared import errors
 from shared.adapters.alicom import QueueToken
 from shared.adapters.fc import Credentials
+from shared.adapters.mns_receive import ReceiveClient
 from shared.domain.models import Envelope
 from shared.errors import ConfigError, TransientError
 from shared.logs import logger, register_secret
@@ -298,6 +299,8 @@ class MnsQueue:
                 f"{self.ENDPOINT_SETTING}: {self.endpoint!r} is not a usable MNS endpoint "
                 f"(http:// or https:// and host[:port], no path): {_one_line(detail)}"
             ) from None
+        # The SDK's client with BatchReceiveMessage's response read by ElementTree (shared/adapters/mns_receive.py).
+        account.mns_client = ReceiveClient(self.endpoint, credentials_provider=account.credentials_provider)
         queue = account.get_queue(self.queue_name)
         queue.set_encoding(False)  # raw: the body as stored; decoding is shared.domain.models.decode_body's job
         self._account, self._queue, self._token, self._token_key = account, queue, token, key

@@ -7,7 +7,7 @@ LOCAL_DIR ?= .local
 
 DEMO_DIR := .local/demo
 
-.PHONY: venv test lint format bench mns local-up local-down invoke migrate demo docs build deploy clean
+.PHONY: venv test lint format bench mns local-up local-down invoke migrate demo docs build deploy lock clean
 
 venv: $(STAMP)
 
@@ -62,15 +62,24 @@ invoke: $(STAMP)
 	$(PY) -m local invoke --function $(FN) $(if $(EVENT),--event $(EVENT)) $(INVOKE_ARGS)
 
 # One code package for the three functions (build/code: handlers, shared/, python3.10 wheels with the driver of
-# DB=mysql|postgresql only, trimmed) and build/template.yml, ram-policy.json, trust-policy.json, manifest.json.
+# DB=mysql|postgresql only, from requirements/fc$(FC)-$(DB).lock with --require-hashes, trimmed) and
+# build/template.yml, ram-policy.json, trust-policy.json, manifest.json. FC=2 (default): FC 2.0, template.yml and
+# aliyun-fc2; FC=3: FC 3.0, template.fc3.yml rendered into build/template.yml, the fc3 extra and no aliyun-fc2.
 DB ?= mysql
+FC ?= 2
 build: $(STAMP)
-	$(PY) -m local.build --db $(DB) $(BUILD_ARGS)
+	$(PY) -m local.build --db $(DB) --fc $(FC) $(BUILD_ARGS)
 
-# s deploy -t build/template.yml -y, after checking the build, the `s` CLI, its credentials and the variables
-# the template needs (README "Deploying"); DEPLOY_ARGS=--check stops before running s.
+# s deploy -t build/template.yml -y, after checking the build (for the same FC), the `s` CLI, its credentials and the
+# variables the template needs (README "Deploying"); DEPLOY_ARGS=--check stops before running s.
 deploy: $(STAMP)
-	$(PY) -m local.deploy $(DEPLOY_ARGS)
+	$(PY) -m local.deploy --fc $(FC) $(DEPLOY_ARGS)
+
+# requirements/fc{2,3}-{mysql,postgresql}.lock: the runtime dependencies for FC's python3.10, pinned with sha256 at
+# the versions the tests run (pip --dry-run --report against the package index). Rerun after changing pyproject's
+# dependencies; LOCK_ARGS=--check only checks that the locks agree with pyproject.toml (no network).
+lock: $(STAMP)
+	$(PY) -m local.lock $(LOCK_ARGS)
 
 docs: $(STAMP)
 	$(PY) -m local.docs

@@ -1,17 +1,26 @@
-"""`make build [DB=mysql|postgresql]`: ONE code package for the three functions, and the template that deploys it.
+"""`make build [DB=mysql|postgresql] [FC=2|3]`: ONE code package for the three functions, and the template that
+deploys it.
 
     build/
-      code/            what FC loads, the same package for drainer, processor and sweep (codeUri ./code):
+      code/            what FC loads, the same package for drainer, processor and sweep (codeUri / code ./code):
                        drainer.py, processor.py, sweep.py (functions/<name>/index.py, so the handlers are
                        drainer.handler, ...), shared/, and the runtime dependencies for FC's python3.10 runtime
-                       (cp310 manylinux wheels for x86_64, glibc <= 2.28 as on FC's Debian 10, at the versions
-                       the test venv has where 3.10 can have them), trimmed, with cp310 bytecode for the modules
-                       the functions import when a Python 3.10 is at hand (it also proves they import under it)
-      template.yml     template.yml rendered for Serverless Devs (local.fc.functions.render_template): values
-                       from this environment, secrets left as ${env(NAME)} for `s` to read at deploy time
+                       installed from requirements/fc<FC>-<DB>.lock with `pip install --require-hashes --no-deps`
+                       (cp310 manylinux wheels for x86_64, glibc <= 2.28 as on FC's Debian 10, pinned by `make lock`
+                       at the versions the test venv has where 3.10 can have them: local/lock.py), trimmed, with
+                       cp310 bytecode for the modules the functions import when a Python 3.10 is at hand (it also
+                       proves they import under it)
+      template.yml     FC=2: template.yml (edition 1.0.0, component fc) rendered for Serverless Devs
+                       (local.fc.functions.render_template); FC=3: template.fc3.yml (edition 3.0.0, component fc3)
+                       rendered the same way (render_fc3_template). Values from this environment, secrets left as
+                       ${env(NAME)} (FC=3: ${env('NAME')}) for `s` to read at deploy time
       ram-policy.json  the function role's policy and its trust policy (deploy/), with this template's values
-      trust-policy.json
-      manifest.json    database, distributions and versions, what was trimmed, sizes
+      trust-policy.json (FC=3: fc:InvokeFunction on the FC 3.0 functions, acs:fc:<region>:<account>:functions/<fn>)
+      manifest.json    FC generation, database, lock, distributions and versions, what was trimmed, sizes
+
+FC=2 (the default) ships aliyun-fc2 for async dispatch; FC=3 ships the `fc3` extra (alibabacloud_fc20230330, the
+FC 3.0 SDK) and not aliyun-fc2: the functions import the SDK of FUNCTION_COMPUTE_API only (shared/adapters/dispatch.py), and
+template.fc3.yml sets FUNCTION_COMPUTE_API=3.
 
 The database driver is the backend's only: PyMySQL for `--db mysql` (the default), psycopg for `--db postgresql`;
 SQLite is in the standard library. The operations CLI's dependencies (typer, and the rich and click it brings)
@@ -39,12 +48,18 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "template.yml"
+TEMPLATE = ROOT / "template.yml"  # FC 2.0 (FC=2)
+TEMPLATE_FC3 = ROOT / "template.fc3.yml"  # FC 3.0 (FC=3)
+FC_APIS = ("2", "3")
+FC3_EXTRA = "fc3"  # pyproject's extra with the FC 3.0 SDK
 DEPLOY = ROOT / "deploy"
 FUNCTIONS = ("drainer", "processor", "sweep")
 CODE = "code"  # build/code: the one code package
 DATABASES = ("mysql", "postgresql")
-TARGET_BYTES = 40 * 1000 * 1000  # everything a function loads, unzipped
+TARGET_BYTES = 40 * 1000 * 1000  # everything a function loads, unzipped (FC=2, MySQL: the default build)
+# FC=3: the FC 3.0 SDK brings the Tea stack (aiohttp, yarl, multidict, APScheduler, aiofiles ...) and its models,
+# about 7 MB with their bytecode, where FC=2's fc2 is 0.1 MB.
+FC3_EXTRA_BYTES = 7 * 1000 * 1000
 PYTHON_TAG = "cp310"  # FC python3.10
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")  # FC python3.10: Debian 10, glibc 2.28
 PLATFORM = "manylinux_2_28 x86_64"
@@ -55,6 +70,7 @@ SECRET_VARIABLES = ("LEDGER_URL", "WEBHOOK_URL", "WEBHOOK_SECRET")
 
 CLI_ONLY = ("typer",)  # the operations CLI (and the rich and click it brings) never runs on FC
 SOURCE_ONLY = ("aliyun-fc2",)  # published as an sdist only; pure Python, so it is built here without its deps
+FC2_ONLY = ("aliyun-fc2",)  # FC 2.0's SDK: not in an FC=3 build
 FC2_NEEDS = ("requests", "websocket-client")  # aliyun-fc2's dependencies (it is installed with --no-deps)
 DRIVERS = {"mysql": "pymysql", "postgresql": "psycopg"}  # the one DB-API driver per backend
 DEV_ONLY = ("pytest", "ruff", "hypothesis", "typer", "click", "rich", "pyyaml", "xdist", "pytest-timeout")
@@ -107,21 +123,51 @@ class BuildError(Exception):
 # ------------------------------------------------------------------------------------------- requirements
 
 
-def runtime_requirements(db: str = "mysql") -> list[str]:
-    """The functions' runtime dependencies (no extras, not the CLI's) with the database driver of `db` only, from
-    the project's installed metadata (pyproject.toml: [project] dependencies, and the postgres extra)."""
-    from importlib.metadata import requires
-
+def declared_requirements() -> list[tuple[Any, str | None]]:
+    """pyproject.toml's requirements as (packaging Requirement, extra or None for [project] dependencies): read from
+    pyproject.toml itself where tomllib is (Python 3.11+), else from the project's installed metadata."""
     from packaging.requirements import Requirement
 
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the installed metadata (make venv reinstalls when pyproject changes)
+        from importlib.metadata import requires
+
+        declared = []
+        for text in requires("flow-receipts") or []:
+            requirement = Requirement(text)
+            marker = str(requirement.marker or "")
+            extra = re.search(r"""extra\s*==\s*['"]([^'"]+)['"]""", marker)
+            if extra:
+                requirement.marker = None
+            declared.append((requirement, extra.group(1) if extra else None))
+        return declared
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [(Requirement(text), None) for text in project.get("dependencies", [])]
+    for extra, texts in (project.get("optional-dependencies") or {}).items():
+        declared += [(Requirement(text), extra) for text in texts]
+    return declared
+
+
+def runtime_requirements(db: str = "mysql", fc: str = "2") -> list[str]:
+    """The functions' runtime dependencies (no dev extras, not the CLI's) with the database driver of `db` only and
+    the SDK of FC `fc` only (FC 2.0: aliyun-fc2; FC 3.0: the fc3 extra), from pyproject.toml ([project]
+    dependencies, the postgres extra for the psycopg driver, the fc3 extra)."""
     if db not in DATABASES:
         raise BuildError(f"DB must be one of {', '.join(DATABASES)} (got {db!r})")
-    declared = [Requirement(r) for r in requires("flow-receipts") or []]
-    base = [r for r in declared if r.marker is None and _name(r.name) not in CLI_ONLY]
-    extra = [r for r in declared if r.marker is not None and r.marker.evaluate({"extra": "postgres"})]
+    if fc not in FC_APIS:
+        raise BuildError(f"FC must be one of {', '.join(FC_APIS)} (got {fc!r})")
+    declared = declared_requirements()
+    base = [r for r, extra in declared if extra is None and r.marker is None and _name(r.name) not in CLI_ONLY]
+    if fc == "3":
+        base = [r for r in base if _name(r.name) not in FC2_ONLY]
+        sdk = [r for r, extra in declared if extra == FC3_EXTRA]
+        if not sdk:
+            raise BuildError(f"pyproject.toml declares no [{FC3_EXTRA}] extra (the FC 3.0 SDK) for FC=3")
+        base += sdk
     drivers = {_name(d) for d in DRIVERS.values()}
     chosen = [r for r in base if _name(r.name) not in drivers]
-    pool = base + [Requirement(str(r).split(";")[0]) for r in extra]
+    pool = base + [r for r, extra in declared if extra == "postgres"]
     driver = [r for r in pool if _name(r.name) == DRIVERS[db]]
     if not driver:
         raise BuildError(f"pyproject.toml declares no {DRIVERS[db]} requirement for DB={db}")
@@ -144,36 +190,21 @@ def tested_versions() -> dict[str, str]:
     return versions
 
 
-def install_dependencies(target: Path, requirements: list[str]) -> dict[str, str]:
-    """pip installs the requirements for FC's python3.10 (manylinux wheels: Debian 10 has glibc 2.28) into
-    `target`, constrained to the versions of this environment where FC's Python can have them; returns the
-    distributions whose tested version could not be pinned (name -> tested version; e.g. a release that needs
-    Python 3.11). No bytecode: this machine's Python would compile it for the wrong version."""
-    pinned = tested_versions()
-    unpinnable: dict[str, str] = {}
+def install_dependencies(target: Path, lock: Path) -> dict[str, str]:
+    """pip installs the lock (local/lock.py: every distribution pinned with its sha256, for FC's python3.10:
+    manylinux wheels, Debian 10 has glibc 2.28) into `target`: `--require-hashes --no-deps`, so exactly the locked
+    files; the sdist-only ones (SOURCE_ONLY) are built here. Returns the distributions shipped at another version
+    than the tests ran (name -> tested version; e.g. a release that needs Python 3.11). No bytecode: this machine's
+    Python would compile it for the wrong version."""
+    from local.lock import read_lock, target_platform
+
+    pins = read_lock(lock)
     pip = [sys.executable, "-m", "pip", "install", "--no-compile", "--target", str(target)]
-    pip += ["--disable-pip-version-check"]
-    platform = ["--python-version", "3.10", "--implementation", "cp", "--only-binary=:all:"]
-    platform += [arg for tag in PLATFORMS for arg in ("--platform", tag)]
-    wheels = [r for r in requirements if not r.startswith(SOURCE_ONLY)] + list(FC2_NEEDS)
-    sources = [r for r in requirements if r.startswith(SOURCE_ONLY)]
-    with tempfile.TemporaryDirectory() as scratch:
-        constraints = Path(scratch) / "constraints.txt"
-        for _ in range(len(pinned) + 1):
-            constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(pinned.items())))
-            done = subprocess.run(
-                [*pip, "--constraint", str(constraints), *platform, *wheels], capture_output=True, text=True
-            )
-            if done.returncode == 0:
-                break
-            conflict = re.search(r"\(constraint\) ([A-Za-z0-9_.-]+)==", done.stdout + done.stderr)
-            if conflict is None or _name(conflict.group(1)) not in pinned:
-                raise BuildError(f"pip could not install the dependencies:\n{_pip_error(done)}")
-            name = _name(conflict.group(1))
-            unpinnable[name] = pinned.pop(name)
-        if sources:
-            _run([*pip, "--constraint", str(constraints), "--no-deps", *sources])
-    return unpinnable
+    pip += ["--disable-pip-version-check", "--require-hashes", "--no-deps", *target_platform()]
+    pip += [f"--no-binary={pin.name}" for pin in pins.values() if pin.source]
+    _run([*pip, "--requirement", str(lock)])
+    tested = tested_versions()
+    return {name: tested[name] for name, pin in pins.items() if name in tested and tested[name] != pin.version}
 
 
 def _pip_error(done: subprocess.CompletedProcess) -> str:
@@ -311,23 +342,62 @@ STUBS = {  # what a ${env(NAME)} left for `s` stands for when the package is pro
 
 
 def probe_environment(document: Mapping[str, Any], db: str) -> dict[str, str]:
-    """The functions' variables from a rendered template, each ${env(NAME)} replaced by a stub value."""
-    from local.template_rules import DEPLOY_TIME
+    """The functions' variables from a rendered template (FC 2.0 or 3.0), each ${env(NAME)} / ${env('NAME')}
+    replaced by a stub value."""
+    from local.template_rules import DEPLOY_TIME, DEPLOY_TIME_FC3
 
     stubs = {**STUBS, "LEDGER_URL": PROBE_URLS[db]}
     environment: dict[str, str] = {}
-    for entry in document["services"].values():
-        for name, value in (entry["props"]["function"].get("environmentVariables") or {}).items():
-            environment[name] = DEPLOY_TIME.sub(lambda m: stubs.get(m.group(1), "stub"), str(value))
+    for function in template_functions(document).values():
+        for name, value in (function.get("environmentVariables") or {}).items():
+            value = DEPLOY_TIME.sub(lambda m: stubs.get(m.group(1), "stub"), str(value))
+            environment[name] = DEPLOY_TIME_FC3.sub(lambda m: stubs.get(m.group(1), "stub"), value)
     return environment
 
 
-def run_probe(python: str, code: Path, environment: Mapping[str, str], *args: str) -> dict[str, Any]:
+# What local/probe.py imports lazily of the FC SDK, per generation, and the context it hands the initializers: the
+# probe is written for FC 2.0 (fc2, a context with a service); an FC=3 package has the FC 3.0 SDK instead and FC
+# 3.0's python3.10 context (credentials, no service).
+PROBE_SDKS = {
+    "2": ("fc2",),
+    "3": (
+        "alibabacloud_fc20230330.client",
+        "alibabacloud_fc20230330.models",
+        "alibabacloud_tea_openapi.models",
+        "alibabacloud_tea_util.models",
+        "darabonba.exceptions",
+        "Tea.exceptions",
+    ),
+}
+
+
+def probe_script(fc: str = "2") -> str:
+    """local/probe.py as `python -c` runs it, for the SDK of FC `fc`: FC=2 runs it as it is; FC=3 runs it as a
+    module whose LAZY list names the FC 3.0 SDK instead of fc2 and whose context has no service."""
+    source = PROBE.read_text()
+    if fc == "2":
+        return source
+    return (
+        "import sys\n"
+        "probe = {'__name__': 'flow_receipts_probe', '__builtins__': __builtins__}\n"
+        f"exec(compile({source!r}, 'probe.py', 'exec'), probe)\n"
+        f"probe['LAZY'] = tuple(n for n in probe['LAZY'] if n not in {PROBE_SDKS['2']!r}) + {PROBE_SDKS[fc]!r}\n"
+        "fc2_context = probe['context']\n"
+        "def fc3_context(name):\n"
+        "    context = fc2_context(name)\n"
+        "    del context.service\n"
+        "    return context\n"
+        "probe['context'] = fc3_context\n"
+        "probe['main'](sys.argv[1:])\n"
+    )
+
+
+def run_probe(python: str, code: Path, environment: Mapping[str, str], *args: str, fc: str = "2") -> dict[str, Any]:
     """local/probe.py inside the package under `python` (isolated: nothing but the package on its path)."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(code), "TMPDIR": tempfile.gettempdir()}
     env.update(environment)
     done = subprocess.run(
-        [python, "-I", "-S", "-B", "-c", PROBE.read_text(), *args],
+        [python, "-I", "-S", "-B", "-c", probe_script(fc), *args],
         cwd=code,
         env=env,
         capture_output=True,
@@ -339,11 +409,11 @@ def run_probe(python: str, code: Path, environment: Mapping[str, str], *args: st
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compile_imported(python: str, code: Path, environment: Mapping[str, str]) -> dict[str, Any]:
+def compile_imported(python: str, code: Path, environment: Mapping[str, str], fc: str = "2") -> dict[str, Any]:
     """Imports and initialises the three functions under FC's Python inside the package, then compiles what they
     imported to cp310 bytecode (unchecked-hash: FC's /code is read-only, so Python can never cache bytecode there,
     and the zip's timestamps do not matter). Returns what the probe saw."""
-    seen = run_probe(python, code, environment, "modules", *FUNCTIONS)
+    seen = run_probe(python, code, environment, "modules", *FUNCTIONS, fc=fc)
     done = subprocess.run(
         [python, "-I", "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", "-i", "-"],
         cwd=code,
@@ -376,82 +446,207 @@ def copy_code(code: Path) -> None:
         shutil.copyfile(ROOT / "functions" / name / "index.py", module)
 
 
-def built_template(environ: Mapping[str, str], *, strict: bool = False) -> dict[str, Any]:
-    """template.yml as Serverless Devs should deploy it: rendered from `environ` (strict: every variable without a
-    default must be set), each function's codeUri the one package and its handler and initializer in
-    <function>.py. Raises BuildError naming every problem the fc component would refuse."""
+def template_path(fc: str = "2") -> Path:
+    """The source template of FC `fc`: template.yml (FC 2.0) or template.fc3.yml (FC 3.0)."""
+    if fc not in FC_APIS:
+        raise BuildError(f"FC must be one of {', '.join(FC_APIS)} (got {fc!r})")
+    return TEMPLATE if fc == "2" else TEMPLATE_FC3
+
+
+def template_generation(document: Mapping[str, Any]) -> str:
+    """ "3" for an edition 3.0.0 template (resources of component fc3), else "2"."""
+    return "3" if str(document.get("edition", "")) == "3.0.0" else "2"
+
+
+def template_functions(document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """function name -> its properties in a rendered template: FC 2.0's props.function (name, codeUri, handler,
+    initializer, environmentVariables, asyncConfiguration ...), FC 3.0's props (functionName, code, handler,
+    instanceLifecycleConfig, environmentVariables, asyncInvokeConfig, role, logConfig, vpcConfig ...)."""
+    if template_generation(document) == "3":
+        return {str(e["props"]["functionName"]): e["props"] for e in document["resources"].values()}
+    return {str(e["props"]["function"]["name"]): e["props"]["function"] for e in document["services"].values()}
+
+
+def render_fc3_template(
+    path: Path,
+    environ: Mapping[str, str],
+    *,
+    keep: Iterable[str] = (),
+    strict: bool = False,
+    unresolved: str = "empty",
+) -> dict[str, Any]:
+    """An FC 3.0 template (edition 3.0.0, `resources:`) with `${vars.x}` and `${env('NAME', 'default')}` resolved
+    and `vars` dropped, as local.fc.functions.render_template does for FC 2.0 (the same resolution); the references
+    it leaves for `s` (the `keep` secrets, and unset variables with `unresolved="reference"`) are written
+    ${env('NAME')}, the spelling edition 3.0.0 resolves. `template:` / `extend:` are not rendered (the file does
+    not use them): TemplateError."""
+    import yaml
+
+    from local.fc.functions import TemplateError, _Resolution, _resolve  # the one resolution, shared
+
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise TemplateError(f"{path}: {exc}") from None
+    if not isinstance(document, dict) or str(document.get("edition", "")) != "3.0.0":
+        raise TemplateError(f"{path}: not an FC 3.0 template (edition 3.0.0 with resources:)")
+    if not isinstance(document.get("resources"), dict):
+        raise TemplateError(f"{path}: no `resources:` mapping (FC 3.0 templates use resources, not services)")
+    if "template" in document or any(isinstance(e, dict) and "extend" in e for e in document["resources"].values()):
+        raise TemplateError(f"{path}: template / extend are not rendered here: write each resource's props out")
+    how = _Resolution(environ, strict=strict, keep=frozenset(keep), unresolved=unresolved)
+    raw_vars = document.get("vars") or {}
+    variables = _resolve(raw_vars, raw_vars, f"{path}: vars", how)
+    rendered = {k: v for k, v in document.items() if k != "vars"}
+    rendered["resources"] = _quoted_references(_resolve(document["resources"], variables, f"{path}: resources", how))
+    if how.missing and strict:
+        names = ", ".join(dict.fromkeys(how.missing))
+        raise TemplateError(f"{path}: set these environment variables (they have no default): {names}")
+    return rendered
+
+
+def _quoted_references(value: Any) -> Any:
+    """${env(NAME)} -> ${env('NAME')}: Serverless Devs 3.x evaluates the text between the parentheses."""
+    from local.template_rules import DEPLOY_TIME
+
+    if isinstance(value, dict):
+        return {k: _quoted_references(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_quoted_references(v) for v in value]
+    if isinstance(value, str):
+        return DEPLOY_TIME.sub(lambda m: "${env('" + m.group(1) + "')}", value)
+    return value
+
+
+def built_template(environ: Mapping[str, str], *, strict: bool = False, fc: str = "2") -> dict[str, Any]:
+    """The template of FC `fc` (template.yml, or template.fc3.yml) as Serverless Devs should deploy it: rendered from
+    `environ` (strict: every variable without a default must be set), each function's code the one package and its
+    handler and initializer in <function>.py. Raises BuildError naming every problem the fc (fc3) component would
+    refuse."""
     from local.fc.functions import TemplateError, render_template
     from local.template_rules import check_template
 
+    path = template_path(fc)
     try:
-        document = render_template(TEMPLATE, environ, keep=SECRET_VARIABLES, strict=strict, unresolved="reference")
+        if fc == "2":
+            document = render_template(path, environ, keep=SECRET_VARIABLES, strict=strict, unresolved="reference")
+        else:
+            document = render_fc3_template(path, environ, keep=SECRET_VARIABLES, strict=strict, unresolved="reference")
     except TemplateError as exc:
         raise BuildError(str(exc)) from None
-    for key, entry in document["services"].items():
-        function = (entry.get("props") or {}).get("function") or {}
-        source = Path(str(function.get("codeUri", "")))
-        if source.parent != Path("functions") or source.name not in FUNCTIONS:
-            raise BuildError(f"services.{key}: codeUri must be ./functions/<one of {', '.join(FUNCTIONS)}>")
-        function["codeUri"] = f"./{CODE}"
-        for hook in ("handler", "initializer"):
-            if hook in function:
-                module, _, attribute = str(function[hook]).rpartition(".")
-                if module != "index":
-                    raise BuildError(f"services.{key}: {hook} must be index.<function> in {source}/index.py")
-                function[hook] = f"{source.name}.{attribute}"
+    if fc == "2":
+        for key, entry in document["services"].items():
+            function = (entry.get("props") or {}).get("function") or {}
+            _point_at_package(function, "codeUri", ("handler", "initializer"), f"services.{key}")
+    else:
+        for key, entry in document["resources"].items():
+            props = entry.get("props") or {}
+            initializer = ((props.get("instanceLifecycleConfig") or {}).get("initializer")) or {}
+            _point_at_package(props, "code", ("handler",), f"resources.{key}", hooks={"initializer": initializer})
     problems = check_template(document)
     if problems:
-        raise BuildError("template.yml: the fc component would refuse it:\n  " + "\n  ".join(problems))
+        component = "fc" if fc == "2" else "fc3"
+        raise BuildError(f"{path.name}: the {component} component would refuse it:\n  " + "\n  ".join(problems))
     return document
+
+
+def _point_at_package(
+    function: dict[str, Any],
+    code_key: str,
+    hooks_here: tuple[str, ...],
+    where: str,
+    hooks: Mapping[str, dict[str, Any]] | None = None,
+) -> None:
+    """./functions/<name> -> ./code, and index.<attribute> -> <name>.<attribute> for the handler and hooks."""
+    source = Path(str(function.get(code_key, "")))
+    if source.parent != Path("functions") or source.name not in FUNCTIONS:
+        raise BuildError(f"{where}: {code_key} must be ./functions/<one of {', '.join(FUNCTIONS)}>")
+    function[code_key] = f"./{CODE}"
+    targets = [(function, key, key) for key in hooks_here if key in function]
+    targets += [(hook, "handler", name) for name, hook in (hooks or {}).items() if "handler" in hook]
+    for holder, key, label in targets:
+        module, _, attribute = str(holder[key]).rpartition(".")
+        if module != "index":
+            raise BuildError(f"{where}: {label} must be index.<function> in {source}/index.py")
+        holder[key] = f"{source.name}.{attribute}"
 
 
 def write_template(out: Path, document: Mapping[str, Any]) -> Path:
     import yaml
 
+    source = "template.fc3.yml" if template_generation(document) == "3" else "template.yml"
+    fc = template_generation(document)
+    reference = "${env(NAME)}" if fc == "2" else "${env('NAME')}"
     header = (
-        "# Rendered from template.yml by `make build` / `make deploy` (local/build.py); do not edit, re-render.\n"
-        "# ${env(NAME)} references are read by `s` from the environment at deploy time (secrets stay there).\n"
-        "# Deploy: make deploy   (runs: s deploy -t build/template.yml -y)\n"
+        f"# Rendered from {source} by `make build FC={fc}` / `make deploy FC={fc}` (local/build.py); do not edit, "
+        "re-render.\n"
+        f"# {reference} references are read by `s` from the environment at deploy time (secrets stay there).\n"
+        f"# Deploy: make deploy FC={fc}   (runs: s deploy -t build/template.yml -y)\n"
     )
     path = out / "template.yml"
     path.write_text(header + yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True, width=120))
     return path
 
 
+def function_names(document: Mapping[str, Any]) -> dict[str, str]:
+    """resource key (drainer, processor, sweep) -> the function's name in a rendered template (FC 2.0: processor;
+    FC 3.0: flow-receipts-processor)."""
+    if template_generation(document) == "3":
+        return {key: str(e["props"]["functionName"]) for key, e in document["resources"].items()}
+    return {key: str(e["props"]["function"]["name"]) for key, e in document["services"].items()}
+
+
 def template_values(document: Mapping[str, Any]) -> dict[str, Any]:
-    """What the policies need from a rendered template: region, account, service, functions, queues, logs."""
-    services = document["services"]
-    props = [entry["props"] for entry in services.values()]
-    service = props[0]["service"]
-    functions = {p["function"]["name"]: p["function"] for p in props}
-    role = str(service.get("role", ""))
-    account = role.split(":")[3] if role.count(":") >= 4 else ""
-    failure = next(
-        (
-            str(f["asyncConfiguration"]["destination"]["onFailure"])
+    """What the policies need from a rendered template: generation, region, account, service (FC 2.0; "" on FC
+    3.0), functions, queues, logs, and the names of the functions the drainer and the sweep invoke."""
+    fc = template_generation(document)
+    functions = template_functions(document)
+    if fc == "2":
+        first = next(iter(document["services"].values()))["props"]
+        service = first["service"]
+        role, log, service_name = service.get("role", ""), service.get("logConfig"), str(service["name"])
+        failures = [
+            ((f.get("asyncConfiguration") or {}).get("destination") or {}).get("onFailure") for f in functions.values()
+        ]
+    else:
+        first = next(iter(document["resources"].values()))["props"]
+        role, log, service_name = first.get("role", ""), first.get("logConfig"), ""
+        failures = [
+            (((f.get("asyncInvokeConfig") or {}).get("destinationConfig") or {}).get("onFailure") or {}).get(
+                "destination"
+            )
             for f in functions.values()
-            if (f.get("asyncConfiguration") or {}).get("destination", {}).get("onFailure")
-        ),
-        "",
-    )
-    sweep_env = (functions.get("sweep") or {}).get("environmentVariables") or {}
+        ]
+    role = str(role or "")
+    account = role.split(":")[3] if role.count(":") >= 4 else ""
+    sweep = function_names(document).get("sweep", "sweep")
+    sweep_env = (functions.get(sweep) or {}).get("environmentVariables") or {}
+    processors = {
+        str(f["environmentVariables"]["PROCESSOR_FUNCTION"])
+        for f in functions.values()
+        if "PROCESSOR_FUNCTION" in (f.get("environmentVariables") or {})
+    }
     return {
-        "region": props[0]["region"],
+        "fc": fc,
+        "region": first["region"],
         "account_id": account,
-        "service": service["name"],
+        "service": service_name,
         "functions": sorted(functions),
-        "log": service.get("logConfig") or {},
-        "failure_destination": failure,
+        "log": log if isinstance(log, Mapping) else {},
+        "failure_destination": next((str(f) for f in failures if f), ""),
         "flow_api": sweep_env.get("FLOW_API", "charge"),
         "not_found": sweep_env.get("SWEEP_NOT_FOUND", "resubmit"),
         "self_invoke": str(sweep_env.get("SWEEP_SELF_INVOKE", "")).lower() == "true",
+        "invoked": sorted(processors | {sweep}),  # the drainer's async dispatch, the sweep's SWEEP_SELF_INVOKE
     }
 
 
 def render_policy(document: Mapping[str, Any]) -> dict[str, Any]:
     """deploy/ram-policy.json with the template's values: ${region}, ${account_id}, ${service}, ${dlq},
     ${log_project}, ${log_store}; the flow API statement keeps only FLOW_API's two actions (and only the status
-    query when SWEEP_NOT_FOUND never re-submits)."""
+    query when SWEEP_NOT_FOUND never re-submits). For an FC 3.0 template, fc:InvokeFunction names the FC 3.0
+    functions the drainer (PROCESSOR_FUNCTION) and the sweep (itself) invoke: acs:fc:<region>:<account>:functions/<fn>
+    (FC 3.0 has no services)."""
     from local.fc.functions import MNS_QUEUE_ARN
 
     values = template_values(document)
@@ -471,6 +666,10 @@ def render_policy(document: Mapping[str, Any]) -> dict[str, Any]:
         actions = statement["Action"]
         if all(a.startswith("dycdpapi:") for a in actions):
             statement["Action"] = [a for a in actions if a in wanted]
+        if values["fc"] == "3" and actions == ["fc:InvokeFunction"]:
+            statement["Resource"] = [
+                f"acs:fc:{values['region']}:{values['account_id']}:functions/{name}" for name in values["invoked"]
+            ]
     return policy
 
 
@@ -496,23 +695,30 @@ def build(
     out: Path,
     *,
     db: str = "mysql",
+    fc: str = "2",
     skip_deps: bool = False,
     bytecode: str = "auto",
     environ: Mapping[str, str] | None = None,
+    locks: Path | None = None,
 ) -> dict[str, Any]:
-    """Builds into `out` (replaced); returns the manifest (also written to out/manifest.json). `bytecode`: "yes"
-    (needs a Python 3.10), "no", or "auto" (when one is found; see find_python310)."""
+    """Builds into `out` (replaced) for FC `fc` ("2": template.yml and aliyun-fc2; "3": template.fc3.yml and the
+    fc3 extra) and the `db` driver; returns the manifest (also written to out/manifest.json). The dependencies come
+    from the flavour's lock in `locks` (default requirements/), checked against pyproject.toml first. `bytecode`:
+    "yes" (needs a Python 3.10), "no", or "auto" (when one is found; see find_python310)."""
+    from local.lock import check_lock
+
     environ = os.environ if environ is None else environ
-    requirements = runtime_requirements(db)
-    document = built_template(environ)  # first: a template the component would refuse stops the build at once
+    requirements = runtime_requirements(db, fc)
+    document = built_template(environ, fc=fc)  # first: a template the component would refuse stops the build at once
+    lock = None if skip_deps else check_lock(db, fc, locks)  # and a lock that disagrees with pyproject.toml
     if out.exists():
         shutil.rmtree(out)
     code = out / CODE
     code.mkdir(parents=True)
     removed: dict[str, int] = {}
     unpinnable: dict[str, str] = {}
-    if not skip_deps:
-        unpinnable = install_dependencies(code, requirements)
+    if lock is not None:
+        unpinnable = install_dependencies(code, lock)
         removed = trim(code, db)
     copy_code(code)
     python = find_python310() if bytecode != "no" else None
@@ -520,7 +726,7 @@ def build(
         raise BuildError("--bytecode yes needs a Python 3.10 (set FC_PYTHON, or put python3.10 on the PATH)")
     probed: dict[str, Any] = {}
     if python is not None and not skip_deps:
-        probed = compile_imported(python, code, probe_environment(document, db))
+        probed = compile_imported(python, code, probe_environment(document, db), fc)
     write_template(out, document)
     write_policies(out, document)
     leaked = dev_only_content(code)
@@ -529,7 +735,10 @@ def build(
     distributions = {name: version for name, (version, _) in sorted(installed_distributions(code).items())}
     size = _bytes(code)
     manifest = {
+        "fc": fc,
+        "template": template_path(fc).name,
         "db": db,
+        "lock": str(lock.relative_to(ROOT) if lock.is_relative_to(ROOT) else lock) if lock else "",
         "python": PYTHON_TAG,
         "platform": PLATFORM,
         "skip_deps": skip_deps,
@@ -549,7 +758,7 @@ def build(
         "unzipped_bytes": size,
         "zipped_bytes": zipped_size(code),
         "files": sum(1 for p in code.rglob("*") if p.is_file()),
-        "target_bytes": TARGET_BYTES,
+        "target_bytes": TARGET_BYTES + (FC3_EXTRA_BYTES if fc == "3" else 0),
         "largest": largest(code),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -586,11 +795,13 @@ def report(manifest: Mapping[str, Any], out: Path) -> str:
     size, target = manifest["unzipped_bytes"], manifest["target_bytes"]
     verdict = "within" if size <= target else "OVER"
     lines = [
-        f"built {out / CODE} for {', '.join(FUNCTIONS)} (DB={manifest['db']}, {manifest['python']} {PLATFORM}"
-        + (", code only: --skip-deps)" if manifest["skip_deps"] else ")"),
+        f"built {out / CODE} for {', '.join(FUNCTIONS)} (FC={manifest.get('fc', '2')}, DB={manifest['db']}, "
+        f"{manifest['python']} {PLATFORM}" + (", code only: --skip-deps)" if manifest["skip_deps"] else ")"),
         f"  unzipped {size / mb:.1f} MB in {manifest['files']} files ({verdict} the {target / mb:.0f} MB target), "
         f"zipped {manifest['zipped_bytes'] / mb:.1f} MB",
     ]
+    if manifest.get("lock"):
+        lines.append(f"  dependencies: {manifest['lock']} (pip --require-hashes)")
     lines.append(f"  bytecode: {manifest['bytecode']}")
     for name, versions in manifest["not_as_tested"].items():
         if versions["shipped"]:
@@ -602,8 +813,10 @@ def report(manifest: Mapping[str, Any], out: Path) -> str:
         top = ", ".join(f"{k} {v / mb:.1f}" for k, v in list(manifest["removed_bytes"].items())[:5])
         lines.append(f"  trimmed {trimmed / mb:.1f} MB ({top}, ...)")
     lines.append("  largest: " + ", ".join(f"{k} {v / mb:.1f}" for k, v in manifest["largest"].items() if v > mb / 2))
-    lines.append(f"  {out / 'template.yml'}, {out / 'ram-policy.json'}, {out / 'trust-policy.json'}")
-    lines.append("deploy with: make deploy   (s deploy -t build/template.yml -y)")
+    source = manifest.get("template", "template.yml")
+    lines.append(f"  {out / 'template.yml'} (from {source}), {out / 'ram-policy.json'}, {out / 'trust-policy.json'}")
+    flag = "" if manifest.get("fc", "2") == "2" else f" FC={manifest['fc']}"
+    lines.append(f"deploy with: make deploy{flag}   (s deploy -t build/template.yml -y)")
     return "\n".join(lines)
 
 
@@ -611,13 +824,16 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.build", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build")
     parser.add_argument("--db", choices=DATABASES, default="mysql", help="the ledger backend whose driver is shipped")
+    parser.add_argument(
+        "--fc", choices=FC_APIS, default="2", help="2: FC 2.0 (template.yml), 3: FC 3.0 (template.fc3.yml)"
+    )
     parser.add_argument("--skip-deps", action="store_true", help="code only (e.g. to check the layout offline)")
     parser.add_argument(
         "--bytecode", choices=("auto", "yes", "no"), default="auto", help="compile what is imported, under 3.10"
     )
     args = parser.parse_args(None if argv is None else list(argv))
     try:
-        manifest = build(args.out, db=args.db, skip_deps=args.skip_deps, bytecode=args.bytecode)
+        manifest = build(args.out, db=args.db, fc=args.fc, skip_deps=args.skip_deps, bytecode=args.bytecode)
     except BuildError as exc:
         print(f"build failed: {exc}", file=sys.stderr)
         return 1

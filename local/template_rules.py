@@ -1,4 +1,5 @@
-"""What the Serverless Devs `fc` component (FC 2.0, edition 1.0.0) accepts in a template's `props`, as rules.
+"""What the Serverless Devs `fc` component (FC 2.0, edition 1.0.0) and `fc3` component (FC 3.0, edition 3.0.0)
+accept in a template's `props`, as rules.
 
 Derived by hand from the component's property schema (devsapp/fc `publish.yaml`, `Properties:`: the region,
 runtime and memory enumerations, the name pattern, the VPC id patterns, the async ranges, the trigger shapes) and
@@ -11,6 +12,15 @@ Each problem is one line naming the place, e.g. ``services.drainer.props.functio
 128, 256, 512, ...``. A value that is still an ``${env(NAME)}`` reference (a secret, or a value `s` reads at deploy
 time) is only checked to be a string. Stricter than the schema in one way: an unknown key under `service` is
 reported (the schema allows it, and a misspelt `vpcconfig` would silently deploy without a VPC).
+
+FC 3.0 (`check_template` on an edition 3.0.0 document, `resources:` of component `fc3`): the rules of devsapp/fc3
+`src/schema.json` (draft-07, one resource's `props`: required region, functionName, runtime, code and handler; the
+region, runtime and trigger type enumerations; memorySize a multiple of 64 in 128..32768; the async, log, VPC and
+timer shapes), FC's limits as above, and what FC 3.0 changed from 2.0 (reference/fc.md §3.1): an FC 2.0 key in an
+fc3 resource (`service`, `function`, `codeUri`, `asyncConfiguration`, `vswitchIds`, a plain-string `onFailure`,
+trigger `name`/`type`/`config`) is reported with its FC 3.0 spelling, and so is `instanceConcurrency` on a Python
+runtime (FC 3.0's standard runtimes run one request per instance). Unknown keys are reported here too (the schema
+does not forbid them), and two resources with one functionName (FC 3.0 names a function by itself).
 """
 
 from __future__ import annotations
@@ -132,7 +142,10 @@ class _Problems(list):
 
 
 def check_template(document: Mapping[str, Any]) -> list[str]:
-    """Every problem of a rendered FC 2.0 template (vars resolved), one line each; [] when it is fine."""
+    """Every problem of a rendered template (vars resolved), one line each; [] when it is fine. An edition 3.0.0
+    document is checked as FC 3.0 (check_fc3_template), anything else as FC 2.0 (edition 1.0.0, component fc)."""
+    if str(document.get("edition", "")) == FC3_EDITION:
+        return check_fc3_template(document)
     problems = _Problems()
     if str(document.get("edition", "")) != "1.0.0":
         problems.add("edition", f"must be 1.0.0 for the fc component (got {document.get('edition')!r})")
@@ -301,6 +314,344 @@ def _check_trigger(trigger: Any, where: str, problems: _Problems) -> None:
                 problems.add(f"{here}.cronExpression", error)
 
 
+# ---------------------------------------------------------------------------------------------- FC 3.0
+
+FC3_EDITION = "3.0.0"
+FC3_REGIONS = frozenset(
+    {
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-south-1",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ap-southeast-3",
+        "ap-southeast-5",
+        "ap-southeast-7",
+        "cn-beijing",
+        "cn-chengdu",
+        "cn-hangzhou",
+        "cn-heyuan-acdr-1",
+        "cn-hongkong",
+        "cn-huhehaote",
+        "cn-qingdao",
+        "cn-shanghai",
+        "cn-shanghai-cloudspe",
+        "cn-shanghai-finance-1",
+        "cn-shenzhen",
+        "cn-wulanchabu",
+        "cn-zhangjiakou",
+        "eu-central-1",
+        "eu-west-1",
+        "me-central-1",
+        "us-east-1",
+        "us-west-1",
+    }
+)
+FC3_RUNTIMES = frozenset(
+    {
+        "custom",
+        "custom-container",
+        "micro-sandbox",
+        "custom.debian10",
+        "custom.debian11",
+        "custom.debian12",
+        "dotnetcore2.1",
+        "dotnetcore3.1",
+        "go1",
+        "java11",
+        "java8",
+        "nodejs10",
+        "nodejs12",
+        "nodejs14",
+        "nodejs16",
+        "nodejs18",
+        "nodejs20",
+        "nodejs8",
+        "php7.2",
+        "python2.7",
+        "python3",
+        "python3.10",
+        "python3.12",
+        "python3.9",
+    }
+)
+FC3_TRIGGER_TYPES = frozenset({"cdn_events", "eventbridge", "http", "log", "mns_topic", "oss", "tablestore", "timer"})
+FC3_MEMORY = (128, 32768, 64)  # low, high, multiple of
+FC3_PROPS_KEYS = frozenset(
+    {
+        "annotations",
+        "asyncInvokeConfig",
+        "code",
+        "concurrencyConfig",
+        "cpu",
+        "customContainerConfig",
+        "customDNS",
+        "customRuntimeConfig",
+        "description",
+        "diskSize",
+        "enableLongLiving",
+        "endpoint",
+        "environmentVariables",
+        "functionName",
+        "gpuConfig",
+        "handler",
+        "instanceIsolationMode",
+        "instanceLifecycleConfig",
+        "internetAccess",
+        "layers",
+        "logConfig",
+        "memorySize",
+        "nasConfig",
+        "ossMountConfig",
+        "provisionConfig",
+        "region",
+        "resourceGroupId",
+        "role",
+        "runtime",
+        "scalingConfig",
+        "sessionAffinity",
+        "sessionAffinityConfig",
+        "supplement",
+        "tags",
+        "timeout",
+        "instanceConcurrency",
+        "tracingConfig",
+        "triggers",
+        "vpcBinding",
+        "vpcConfig",
+    }
+)
+FC3_LOG_CONFIG_KEYS = LOG_CONFIG_KEYS | {"enableLlmMetrics"}
+FC3_VPC_CONFIG_KEYS = frozenset({"vpcId", "securityGroupId", "vSwitchIds"})
+FC3_ASYNC_KEYS = frozenset(
+    {"asyncTask", "destinationConfig", "maxAsyncEventAgeInSeconds", "maxAsyncRetryAttempts", "qualifier"}
+)
+FC3_LIFECYCLE_KEYS = frozenset({"initializer", "preStop"})
+FC3_HOOK_KEYS = frozenset({"handler", "timeout", "command"})
+FC3_TRIGGER_KEYS = frozenset(
+    {"triggerName", "triggerType", "triggerConfig", "qualifier", "description", "invocationRole", "sourceArn"}
+)
+FC3_TIMER_KEYS = frozenset({"cronExpression", "enable", "payload"})
+# FC 2.0 keys that an FC 3.0 resource spells differently (devsapp/fc3 src/subCommands/2to3, reference/fc.md §3.1).
+FC2_SPELLINGS = {
+    "service": "role, logConfig and vpcConfig on the function itself (FC 3.0 has no services)",
+    "function": "the function's properties directly under props (functionName, code, handler, ...)",
+    "name": "functionName (or triggerName on a trigger)",
+    "codeUri": "code",
+    "asyncConfiguration": "asyncInvokeConfig",
+    "destination": "destinationConfig: {onFailure: {destination: <arn>}}",
+    "statefulInvocation": "asyncTask",
+    "initializer": "instanceLifecycleConfig: {initializer: {handler, timeout}}",
+    "initializationTimeout": "instanceLifecycleConfig.initializer.timeout",
+    "vswitchIds": "vSwitchIds",
+    "type": "triggerType",
+    "config": "triggerConfig",
+    "role": "invocationRole",  # only reported on a trigger: role is a function property in 3.0
+}
+FC3_FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
+# A value left for `s` (edition 3.0.0) to read when it deploys: ${env('NAME')}.
+DEPLOY_TIME_FC3 = re.compile(r"\$\{env\('([A-Za-z_][A-Za-z0-9_]*)'\)\}")
+
+
+def check_fc3_template(document: Mapping[str, Any]) -> list[str]:
+    """Every problem of a rendered FC 3.0 template (edition 3.0.0, `resources:` of component fc3), one line each."""
+    problems = _Problems()
+    if str(document.get("edition", "")) != FC3_EDITION:
+        problems.add("edition", f"must be 3.0.0 for the fc3 component (got {document.get('edition')!r})")
+    if "services" in document:
+        problems.add("services", "is the FC 2.0 spelling; an edition 3.0.0 template lists resources:")
+    resources = document.get("resources")
+    if not isinstance(resources, Mapping) or not resources:
+        problems.add("resources", "must be a mapping of one or more entries")
+        return problems
+    names: dict[str, str] = {}
+    for key, entry in resources.items():
+        where = f"resources.{key}"
+        if not isinstance(entry, Mapping) or entry.get("component") != "fc3":
+            problems.add(where, "component must be fc3")
+            continue
+        props = entry.get("props")
+        if not isinstance(props, Mapping):
+            problems.add(f"{where}.props", "must be a mapping")
+            continue
+        _check_fc3_props(props, f"{where}.props", problems)
+        name = props.get("functionName")
+        if isinstance(name, str) and not _deploy_time(name):
+            if name in names:
+                problems.add(f"{where}.props.functionName", f"{name!r} is also resources.{names[name]}'s")
+            names.setdefault(name, key)
+    return problems
+
+
+def _check_fc3_props(props: Mapping[str, Any], where: str, problems: _Problems) -> None:
+    _unknown(props, FC3_PROPS_KEYS, where, problems, component="fc3")
+    _enum(props, "region", FC3_REGIONS, where, problems, required=True)
+    _pattern(props, "functionName", FC3_FUNCTION_NAME, where, problems, required=True)
+    _enum(props, "runtime", FC3_RUNTIMES, where, problems, required=True)
+    _string(props, "description", where, problems, max_length=256)
+    runtime = str(props.get("runtime", ""))
+    custom = runtime.startswith("custom") or runtime == "micro-sandbox"
+    code = props.get("code")
+    if code is None:
+        if runtime not in ("custom-container", "micro-sandbox"):
+            problems.add(f"{where}.code", "is required (a directory, or {src, ossBucketName, ossObjectName})")
+    elif isinstance(code, Mapping):
+        for key in ("src", "ossBucketName", "ossObjectName"):
+            _string(code, key, f"{where}.code", problems, required=True, min_length=1)
+    elif not isinstance(code, str) or not code:
+        problems.add(f"{where}.code", f"must be a directory or a mapping (got {code!r})")
+    python = runtime.startswith("python")
+    _string(props, "handler", where, problems, required=not custom)
+    if python and isinstance(props.get("handler"), str) and not PYTHON_HANDLER.match(props["handler"]):
+        problems.add(f"{where}.handler", f"must be <module>.<function> (got {props['handler']!r})")
+    memory = props.get("memorySize")
+    low, high, step = FC3_MEMORY
+    if memory is not None and (
+        isinstance(memory, bool) or not isinstance(memory, int) or not low <= memory <= high or memory % step
+    ):
+        problems.add(f"{where}.memorySize", f"{memory!r} is not a multiple of {step} in {low}..{high}")
+    _integer(props, "timeout", where, problems, TIMEOUT_SECONDS)
+    if "instanceConcurrency" in props and python:
+        problems.add(
+            f"{where}.instanceConcurrency",
+            "FC 3.0 runs one request per instance in its standard runtimes (custom runtimes only): omit it",
+        )
+    else:
+        _integer(props, "instanceConcurrency", where, problems, (1, 200))
+    _boolean(props, "internetAccess", where, problems)
+    _check_fc3_lifecycle(props.get("instanceLifecycleConfig"), f"{where}.instanceLifecycleConfig", python, problems)
+    role = props.get("role")
+    if role is not None and role != "auto":
+        _pattern(props, "role", ROLE_ARN, where, problems)
+    _check_fc3_log(props.get("logConfig"), f"{where}.logConfig", problems)
+    _check_fc3_vpc(props.get("vpcConfig"), f"{where}.vpcConfig", problems)
+    layers = props.get("layers")
+    if layers is not None and (not isinstance(layers, list) or not all(isinstance(x, str) for x in layers)):
+        problems.add(f"{where}.layers", "must be a list of layer ARNs")
+    _check_environment(props.get("environmentVariables"), f"{where}.environmentVariables", problems)
+    _check_fc3_async(props.get("asyncInvokeConfig"), f"{where}.asyncInvokeConfig", problems)
+    triggers = props.get("triggers")
+    if triggers is not None:
+        if isinstance(triggers, list):
+            for i, trigger in enumerate(triggers):
+                _check_fc3_trigger(trigger, f"{where}.triggers[{i}]", problems)
+        else:
+            problems.add(f"{where}.triggers", "must be a list")
+
+
+def _check_fc3_lifecycle(lifecycle: Any, where: str, python: bool, problems: _Problems) -> None:
+    if lifecycle is None:
+        return
+    if not isinstance(lifecycle, Mapping):
+        problems.add(where, "must be a mapping of initializer / preStop hooks")
+        return
+    _unknown(lifecycle, FC3_LIFECYCLE_KEYS, where, problems, component="fc3")
+    for name in FC3_LIFECYCLE_KEYS:
+        hook = lifecycle.get(name)
+        if hook is None:
+            continue
+        here = f"{where}.{name}"
+        if not isinstance(hook, Mapping):
+            problems.add(here, "must be a mapping with handler and timeout")
+            continue
+        _unknown(hook, FC3_HOOK_KEYS, here, problems, component="fc3")
+        _string(hook, "handler", here, problems, required=python)
+        if python and isinstance(hook.get("handler"), str) and not PYTHON_HANDLER.match(hook["handler"]):
+            problems.add(f"{here}.handler", f"must be <module>.<function> (got {hook['handler']!r})")
+        _integer(hook, "timeout", here, problems, TIMEOUT_SECONDS)
+        if "timeout" not in hook:
+            problems.add(f"{here}.timeout", "set it with the hook (else FC uses its default)")
+
+
+def _check_fc3_log(log: Any, where: str, problems: _Problems) -> None:
+    if isinstance(log, Mapping):
+        _unknown(log, FC3_LOG_CONFIG_KEYS, where, problems, component="fc3")
+        _string(log, "project", where, problems, required=True, min_length=1)
+        _string(log, "logstore", where, problems, required=True, min_length=1)
+        _enum(log, "logBeginRule", frozenset({"DefaultRegex", "None"}), where, problems)
+        for key in ("enableRequestMetrics", "enableInstanceMetrics", "enableLlmMetrics"):
+            _boolean(log, key, where, problems)
+    elif log is not None and log != "auto":
+        problems.add(where, "must be auto or a mapping with project and logstore")
+
+
+def _check_fc3_vpc(vpc: Any, where: str, problems: _Problems) -> None:
+    if isinstance(vpc, Mapping):
+        _unknown(vpc, FC3_VPC_CONFIG_KEYS, where, problems, component="fc3")
+        _pattern(vpc, "vpcId", re.compile(r"^vpc-.+$"), where, problems, required=True)
+        _pattern(vpc, "securityGroupId", re.compile(r"^sg-.+$"), where, problems, required=True)
+        switches = vpc.get("vSwitchIds")
+        if switches == "auto":
+            return
+        if not isinstance(switches, list) or not switches:
+            problems.add(f"{where}.vSwitchIds", "must be a non-empty list (camel-case 'vSwitchIds' in FC 3.0)")
+        else:
+            if len(set(map(str, switches))) != len(switches):
+                problems.add(f"{where}.vSwitchIds", "has duplicates")
+            for i, switch in enumerate(switches):
+                _value(switch, f"{where}.vSwitchIds[{i}]", problems, re.compile(r"^vsw-.+$").match, "vsw-...")
+    elif vpc is not None and vpc != "auto":
+        problems.add(where, "must be auto or a mapping with vpcId, securityGroupId and vSwitchIds")
+
+
+def _check_fc3_async(asynchronous: Any, where: str, problems: _Problems) -> None:
+    if asynchronous is None:
+        return
+    if not isinstance(asynchronous, Mapping):
+        problems.add(where, "must be a mapping")
+        return
+    _unknown(asynchronous, FC3_ASYNC_KEYS, where, problems, component="fc3")
+    _integer(asynchronous, "maxAsyncRetryAttempts", where, problems, MAX_ASYNC_RETRY_ATTEMPTS)
+    _integer(asynchronous, "maxAsyncEventAgeInSeconds", where, problems, MAX_ASYNC_EVENT_AGE_SECONDS)
+    _boolean(asynchronous, "asyncTask", where, problems)
+    _string(asynchronous, "qualifier", where, problems, min_length=1)
+    destinations = asynchronous.get("destinationConfig")
+    if destinations is None:
+        return
+    here = f"{where}.destinationConfig"
+    if not isinstance(destinations, Mapping):
+        problems.add(here, "must be a mapping of onSuccess / onFailure")
+        return
+    _unknown(destinations, DESTINATION_KEYS, here, problems, component="fc3")
+    for key in DESTINATION_KEYS:
+        target = destinations.get(key)
+        if target is None:
+            continue
+        if isinstance(target, str):
+            problems.add(f"{here}.{key}", "must be {destination: <arn>} in FC 3.0 (a plain string is FC 2.0's)")
+        elif not isinstance(target, Mapping):
+            problems.add(f"{here}.{key}", "must be a mapping {destination: <arn>}")
+        else:
+            _unknown(target, frozenset({"destination"}), f"{here}.{key}", problems, component="fc3")
+            _string(target, "destination", f"{here}.{key}", problems, required=True, min_length=1)
+
+
+def _check_fc3_trigger(trigger: Any, where: str, problems: _Problems) -> None:
+    if not isinstance(trigger, Mapping):
+        problems.add(where, "must be a mapping with triggerName, triggerType and triggerConfig")
+        return
+    _unknown(trigger, FC3_TRIGGER_KEYS, where, problems, component="fc3")
+    _pattern(trigger, "triggerName", NAME, where, problems, required=True)
+    _enum(trigger, "triggerType", FC3_TRIGGER_TYPES, where, problems, required=True)
+    _string(trigger, "qualifier", where, problems, min_length=1)
+    config = trigger.get("triggerConfig")
+    if not isinstance(config, Mapping):
+        problems.add(f"{where}.triggerConfig", "is required (a mapping)")
+        return
+    if trigger.get("triggerType") == "timer":
+        here = f"{where}.triggerConfig"
+        _unknown(config, FC3_TIMER_KEYS, here, problems, component="fc3")
+        _boolean(config, "enable", here, problems, required=True)
+        _string(config, "payload", here, problems)
+        expression = config.get("cronExpression")
+        if not isinstance(expression, str):
+            problems.add(f"{here}.cronExpression", "is required for a timer")
+        else:
+            error = timer_expression_error(expression)
+            if error:
+                problems.add(f"{here}.cronExpression", error)
+
+
 # ---------------------------------------------------------------------------------------------- timers
 
 _EVERY = re.compile(r"^@every\s+((?:\d+h)?(?:\d+m)?)$")
@@ -373,13 +724,20 @@ def _cron_field_error(value: str, low: int, high: int, names: tuple[str, ...], *
 
 
 def _deploy_time(value: Any) -> bool:
-    return isinstance(value, str) and DEPLOY_TIME.search(value) is not None
+    return isinstance(value, str) and (DEPLOY_TIME.search(value) or DEPLOY_TIME_FC3.search(value)) is not None
 
 
-def _unknown(mapping: Mapping[str, Any], known: frozenset[str], where: str, problems: _Problems) -> None:
+def _unknown(
+    mapping: Mapping[str, Any], known: frozenset[str], where: str, problems: _Problems, component: str = "fc"
+) -> None:
     for key in mapping:
-        if key not in known:
-            problems.add(f"{where}.{key}", "is not a property the fc component knows")
+        if key in known:
+            continue
+        hint = FC2_SPELLINGS.get(key) if component == "fc3" else None
+        if hint:
+            problems.add(f"{where}.{key}", f"is the FC 2.0 spelling; the fc3 component wants {hint}")
+        else:
+            problems.add(f"{where}.{key}", f"is not a property the {component} component knows")
 
 
 def _value(value: Any, where: str, problems: _Problems, ok: Callable[[str], Any], shape: str) -> None:

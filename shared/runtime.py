@@ -182,7 +182,7 @@ class Runtime:
                 return apply_message(ledger, envelope)
 
             return inline
-        # Only async mode pays for an FC SDK, and only the one FC_API names (fc2, or the FC 3.0 SDK).
+        # Only async mode pays for an FC SDK, and only the one FUNCTION_COMPUTE_API names (fc2, or the FC 3.0 SDK).
         from shared.adapters.dispatch import processor_dispatcher
 
         dispatcher = self._per_key(
@@ -250,7 +250,7 @@ class Runtime:
 
     def continue_sweep(self, credentials: Credentials, invocation: FcInvocation) -> bool:
         """With SWEEP_SELF_INVOKE, the sweep that stopped at its deadline invokes itself asynchronously to go on
-        from its cursor, through the API FC_API names: FC 2.0 addresses it by its service and function name, FC 3.0
+        from its cursor, through the API FUNCTION_COMPUTE_API names: FC 2.0 addresses it by its service and function name, FC 3.0
         by its function name alone (the context's, FC_FUNCTION_NAME). False when it did not (not asked to, or FC
         refused: the next scheduled run resumes)."""
         settings = self.settings
@@ -258,7 +258,7 @@ class Runtime:
             return False
         on_fc3 = settings.fc_api == "3"
         if settings.fc_endpoint is None or not (on_fc3 or invocation.service_name):
-            needs = "FC_ENDPOINT" if on_fc3 else "FC_ENDPOINT and a service (FC 2.0; FC_API=3 for FC 3.0)"
+            needs = "FC_ENDPOINT" if on_fc3 else "FC_ENDPOINT and a service (FC 2.0; FUNCTION_COMPUTE_API=3 for FC 3.0)"
             logger.warning("SWEEP_SELF_INVOKE needs FC; the next scheduled run resumes", extra={"needs": needs})
             return False
         from shared.adapters.dispatch import fc_invoker

@@ -204,7 +204,7 @@ class Settings(BaseModel):
     )
     fc_api: Annotated[Literal["2", "3"], BeforeValidator(_fc_api)] = Field(
         "2",
-        alias="FC_API",
+        alias="FUNCTION_COMPUTE_API",
         description="Which Function Compute API async dispatch and the sweep's self-invocation call: `2` (FC 2.0, "
         "API 2016-08-15, through fc2: a function is PROCESSOR_SERVICE + PROCESSOR_FUNCTION) or `3` (FC 3.0, API "
         "2023-03-30, through alibabacloud_fc20230330, installed by the `fc3` extra: a function is its name alone). "
@@ -213,14 +213,14 @@ class Settings(BaseModel):
     processor_service: FcName = Field(
         "flow-receipts",
         alias="PROCESSOR_SERVICE",
-        description="FC 2.0 service of the processor (unused with FC_API=3).",
+        description="FC 2.0 service of the processor (unused with FUNCTION_COMPUTE_API=3).",
     )
     processor_function: Annotated[
         str, _matching(_FC3_FUNCTION_NAME, "an FC name (letters, digits, '_', '-'; no digit or '-' first)")
     ] = Field(
         "processor",
         alias="PROCESSOR_FUNCTION",
-        description="Processor function name: in PROCESSOR_SERVICE on FC 2.0; with FC_API=3 its whole FC 3.0 name "
+        description="Processor function name: in PROCESSOR_SERVICE on FC 2.0; with FUNCTION_COMPUTE_API=3 its whole FC 3.0 name "
         "(a function migrated from FC 2.0 is `<service>$<function>`).",
     )
 
@@ -336,7 +336,7 @@ class Settings(BaseModel):
         False,
         alias="SWEEP_SELF_INVOKE",
         description="On FC: when the sweep stops at its deadline with work left, it invokes itself asynchronously "
-        "to continue from its cursor (otherwise the next scheduled run resumes), through the API FC_API names (FC "
+        "to continue from its cursor (otherwise the next scheduled run resumes), through the API FUNCTION_COMPUTE_API names (FC "
         "2.0: its service and function name; FC 3.0: its function name alone).",
     )
     report_dir: str = Field(
@@ -424,7 +424,7 @@ class Settings(BaseModel):
             )
         if self.fc_api == "2" and "$" in self.processor_function:
             raise ValueError(
-                "PROCESSOR_FUNCTION: a name with '$' is an FC 3.0 name (set FC_API=3), FC 2.0 names have no '$' "
+                "PROCESSOR_FUNCTION: a name with '$' is an FC 3.0 name (set FUNCTION_COMPUTE_API=3), FC 2.0 names have no '$' "
                 f"(got {self.processor_function!r})"
             )
         if self.dlq_queue_name is not None and self.mns_endpoint is None:

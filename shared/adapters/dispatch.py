@@ -11,7 +11,7 @@ Async invocation of the processor function and retries it; reference/fc.md §6-7
   ``AsyncDispatcher`` over it.
 - ``Fc3Invoker`` — an FC 3.0 function (API 2023-03-30, addressed by its name alone) through alibabacloud_fc20230330
   ``invoke_function`` with ``x-fc-invocation-type: Async``.
-- ``fc_invoker(api, ...)`` / ``processor_dispatcher(api, ...)`` — the one the setting FC_API names (``"2"`` or
+- ``fc_invoker(api, ...)`` / ``processor_dispatcher(api, ...)`` — the one the setting FUNCTION_COMPUTE_API names (``"2"`` or
   ``"3"``). Each SDK is imported when its invoker is first built, never with this module: an FC 2.0 function does
   not load the FC 3.0 SDK (about three times fc2's import time: it brings aiohttp), nor an FC 3.0 one fc2.
 
@@ -138,11 +138,11 @@ def fc_invoker(
     service: str | None = None,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> Fc2Invoker | Fc3Invoker:
-    """The invoker of FC_API: ``"2"`` -> Fc2Invoker (needs ``service``), ``"3"`` -> Fc3Invoker (``service`` unused)."""
+    """The invoker of FUNCTION_COMPUTE_API: ``"2"`` -> Fc2Invoker (needs ``service``), ``"3"`` -> Fc3Invoker (``service`` unused)."""
     if api == "3":
         return Fc3Invoker(endpoint or "", credentials, function, timeout)
     if not service:
-        raise ConfigError("PROCESSOR_SERVICE: FC 2.0 (FC_API=2) addresses a function by its service and name")
+        raise ConfigError("PROCESSOR_SERVICE: FC 2.0 (FUNCTION_COMPUTE_API=2) addresses a function by its service and name")
     return Fc2Invoker(endpoint or "", credentials, service, function, timeout)
 
 
@@ -154,7 +154,7 @@ def processor_dispatcher(
     function: str,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> AsyncDispatcher:
-    """Async dispatch to the processor through the API FC_API names (FcAsyncDispatcher on FC 2.0)."""
+    """Async dispatch to the processor through the API FUNCTION_COMPUTE_API names (FcAsyncDispatcher on FC 2.0)."""
     if api == "3":
         return AsyncDispatcher(Fc3Invoker(endpoint or "", credentials, function, timeout))
     return FcAsyncDispatcher(endpoint or "", credentials, service, function, timeout)
@@ -470,7 +470,7 @@ class _Fc3Sdk:
             from darabonba.exceptions import ResponseException, UnretryableException
             from Tea.exceptions import TeaException
         except ImportError as error:
-            raise ConfigError(f"FC_API=3: {FC3_SDK_HINT} ({error})") from None
+            raise ConfigError(f"FUNCTION_COMPUTE_API=3: {FC3_SDK_HINT} ({error})") from None
         logging.getLogger("darabonba-core").setLevel(logging.WARNING)  # its DEBUG lines print credentials
         self.Client = Client
         self.Config = Config

@@ -1,4 +1,4 @@
-"""FC_API in shared.runtime: async dispatch (``Runtime.dispatch``) and the sweep's self-invocation
+"""FUNCTION_COMPUTE_API in shared.runtime: async dispatch (``Runtime.dispatch``) and the sweep's self-invocation
 (``Runtime.continue_sweep``) go through the FC 2.0 API (fc2, service + function) or the FC 3.0 API (the FC 3.0 SDK,
 the function's name alone), against the FC emulator; and each loads only its own SDK."""
 
@@ -54,9 +54,9 @@ def only_record(fc: FcEmulator, request_id: str | None = None) -> dict:
     ("settings", "api"),
     [
         ({}, "2016-08-15"),
-        ({"FC_API": "2"}, "2016-08-15"),
-        ({"FC_API": "3"}, "2023-03-30"),
-        ({"FC_API": "3", "PROCESSOR_FUNCTION": f"{SERVICE}$processor"}, "2023-03-30"),
+        ({"FUNCTION_COMPUTE_API": "2"}, "2016-08-15"),
+        ({"FUNCTION_COMPUTE_API": "3"}, "2023-03-30"),
+        ({"FUNCTION_COMPUTE_API": "3", "PROCESSOR_FUNCTION": f"{SERVICE}$processor"}, "2023-03-30"),
     ],
 )
 def test_async_dispatch_goes_through_the_api_fc_api_names(fc, settings, api):
@@ -75,7 +75,7 @@ def test_the_sweep_invokes_itself_through_the_api_fc_api_names(fc, fc_api, api):
         request_id="r", function_name="sweep", memory_limit_in_mb=128, timeout_seconds=60, service_name=service
     )
 
-    assert runtime(fc, FC_API=fc_api, SWEEP_SELF_INVOKE="true").continue_sweep(CREDENTIALS, invocation) is True
+    assert runtime(fc, FUNCTION_COMPUTE_API=fc_api, SWEEP_SELF_INVOKE="true").continue_sweep(CREDENTIALS, invocation) is True
 
     record = only_record(fc)
     assert (record["function"], record["api"]) == (f"{SERVICE}/sweep", api)
@@ -95,7 +95,7 @@ from shared.adapters.fc import Credentials
 from shared.runtime import Runtime
 from shared.settings import load_settings
 environ = {"ALICOM_QUEUE_NAME": "Alicom-Queue-1-FlowReport", "DISPATCH_MODE": "async",
-           "FC_ENDPOINT": "http://127.0.0.1:9", "FC_API": sys.argv[1]}
+           "FC_ENDPOINT": "http://127.0.0.1:9", "FUNCTION_COMPUTE_API": sys.argv[1]}
 Runtime(lambda: load_settings(environ)).dispatch(Credentials("ak", "sk", None))
 print(json.dumps({name: name in sys.modules for name in ("fc2", "alibabacloud_fc20230330", "aiohttp")}))
 """

@@ -229,23 +229,23 @@ def test_check_command_prints_one_line_on_error(monkeypatch: pytest.MonkeyPatch,
 
 @pytest.mark.parametrize(("value", "api"), [("2", "2"), ("2.0", "2"), ("3", "3"), (" 3.0 ", "3"), ("FC3", "3")])
 def test_fc_api_chooses_the_fc_generation(value: str, api: str):
-    assert settings(FC_API=value).fc_api == api
+    assert settings(FUNCTION_COMPUTE_API=value).fc_api == api
     assert settings().fc_api == "2"
 
 
 def test_fc_api_3_takes_an_fc3_function_name():
-    s = settings(FC_API="3", PROCESSOR_FUNCTION="flow-receipts$processor")
+    s = settings(FUNCTION_COMPUTE_API="3", PROCESSOR_FUNCTION="flow-receipts$processor")
     assert s.processor_function == "flow-receipts$processor"
-    assert settings(FC_API="3", PROCESSOR_FUNCTION="flow-receipts-processor").processor_function.endswith("processor")
+    assert settings(FUNCTION_COMPUTE_API="3", PROCESSOR_FUNCTION="flow-receipts-processor").processor_function.endswith("processor")
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"FC_API": "4"}, "FC_API: must be one of 2 or 3 (got 4)"),
+        ({"FUNCTION_COMPUTE_API": "4"}, "FUNCTION_COMPUTE_API: must be one of 2 or 3 (got 4)"),
         ({"PROCESSOR_FUNCTION": "flow-receipts$processor"}, "PROCESSOR_FUNCTION: a name with '$' is an FC 3.0 name"),
-        ({"FC_API": "3", "PROCESSOR_FUNCTION": "a$b$c"}, "PROCESSOR_FUNCTION: must look like an FC name"),
-        ({"FC_API": "3", "PROCESSOR_FUNCTION": "-x"}, "PROCESSOR_FUNCTION: must look like an FC name"),
+        ({"FUNCTION_COMPUTE_API": "3", "PROCESSOR_FUNCTION": "a$b$c"}, "PROCESSOR_FUNCTION: must look like an FC name"),
+        ({"FUNCTION_COMPUTE_API": "3", "PROCESSOR_FUNCTION": "-x"}, "PROCESSOR_FUNCTION: must look like an FC name"),
     ],
 )
 def test_bad_fc_api_values_name_the_variable(values: dict[str, str], message: str):

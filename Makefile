@@ -30,16 +30,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# make bench [ARGS='--only drain_throughput,e2e_latency' | ARGS=--quick | ARGS=--table]: every benchmark, one table
 bench: $(STAMP)
-	$(PY) -m bench.mns_throughput
-	$(PY) -m bench.ledger_apply
-	$(PY) -m bench.drain_throughput
-	$(PY) -m bench.async_dispatch
-	$(PY) -m bench.outbox_delivery
-	$(PY) -m bench.sweep_selection
-	$(PY) -m bench.sweep_rate
-	$(PY) -m bench.import_time
-	$(PY) -m bench.log_line
+	$(PY) -m bench $(ARGS)
 
 # Run the MNS emulator in the foreground: make mns ARGS='--port 9100 --data-dir .local/mns'
 mns: $(STAMP)

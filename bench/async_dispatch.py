@@ -39,6 +39,7 @@ from typing import Any
 
 from bench.drain_throughput import LocalStack, customer_credentials, own_cpu_seconds, register_orders, stack_settings
 from bench.entry import run_benchmark
+from bench.results import Check, write_result
 from shared.adapters.ledger import Ledger
 from shared.runtime import Runtime
 from shared.settings import Settings, load_settings
@@ -152,8 +153,11 @@ def round_trip(
     }
 
 
-def check(measured: dict[str, Any], ledger: Ledger, stack: LocalStack, timeout: float) -> list[str]:
-    """What went wrong in a round: reports not applied, invocations that failed, messages left."""
+def check(
+    measured: dict[str, Any], ledger: Ledger, stack: LocalStack, timeout: float, dispatched: bool = True
+) -> list[str]:
+    """What went wrong in a round: reports not applied, invocations that failed, messages left. `dispatched`
+    False: the drainer applied the reports itself (DISPATCH_MODE=inline)."""
     out_ids, applied, summary, counters = measured["out_ids"], measured["applied"], measured["summary"], measured["fc"]
     errors = list(measured["errors"])
     count = len(out_ids)
@@ -162,8 +166,9 @@ def check(measured: dict[str, Any], ledger: Ledger, stack: LocalStack, timeout: 
     outcomes = Counter(receipt.outcome.value for out_id in applied for receipt in ledger.receipts_for(out_id))
     if outcomes["applied"] != count:
         errors.append(f"receipt outcomes {dict(outcomes)}, expected {count} applied")
-    if summary["accepted"] != count or summary["deleted"] != count:
-        errors.append(f"drainer accepted {summary['accepted']}, deleted {summary['deleted']} of {count}: {summary}")
+    handed = "accepted" if dispatched else "applied"
+    if summary[handed] != count or summary["deleted"] != count:
+        errors.append(f"drainer {handed} {summary[handed]}, deleted {summary['deleted']} of {count}: {summary}")
     for key in ("failed_attempts", "destination_messages", "expired"):
         if counters.get(key):
             errors.append(f"FC {key}: {counters[key]}")
@@ -240,6 +245,18 @@ def show(title: str, result: dict[str, Any]) -> None:
     )
 
 
+def _checks(results: dict[str, Any]) -> list[Check]:
+    """Reported rows, no targets: each round's throughput and its publish -> ledger latency."""
+    checks = []
+    for name, result in results.items():
+        what = f"{name} of {result['messages']}"
+        checks.append(Check(f"{name}_throughput", f"{what}, applied", result["throughput_per_s"], "reports/s"))
+        for level in ("p50", "p99"):
+            value = result.get(f"latency_ms_{level}")
+            checks.append(Check(f"{name}_latency_{level}", f"{what}, publish -> ledger {level}", value, "ms"))
+    return checks
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.async_dispatch", description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=3000, help="FlowReports of the burst round (default 3000)")
@@ -308,19 +325,16 @@ def run(args: argparse.Namespace) -> int:
             show(f"paced: {count} reports published at {args.rate:g}/s while the drainer runs", results["paced"])
         for error in errors[:20]:
             print(f"  ERROR {error}", file=sys.stderr)
-        print(
-            json.dumps(
-                {
-                    "benchmark": "async_dispatch",
-                    "pollers": pollers,
-                    "latency_ms": args.latency_ms,
-                    "cpus": os.cpu_count(),
-                    **results,
-                    "errors": len(errors),
-                }
-            ),
-            flush=True,
-        )
+        detail = {
+            "benchmark": "async_dispatch",
+            "pollers": pollers,
+            "latency_ms": args.latency_ms,
+            "cpus": os.cpu_count(),
+            **results,
+            "errors": len(errors),
+        }
+        print(json.dumps(detail), flush=True)
+        write_result("async_dispatch", _checks(results), detail, evaluated=not errors)
         return 1 if errors else 0
     finally:
         if ledger is not None:

@@ -71,6 +71,7 @@ from mns.mns_exception import MNSExceptionBase, MNSServerException
 from sqlalchemy import create_engine, func, select, text
 
 from bench.entry import run_benchmark, stop_process
+from bench.results import Check, write_result
 from shared.adapters.fc import Credentials
 from shared.adapters.ledger import Ledger
 from shared.adapters.ledger.records import NewOrder
@@ -124,9 +125,11 @@ def product_default_pollers() -> int:
 
 
 class LocalStack:
-    """`python -m local stack --state-dir <dir>` as a child process; `env` is its stack.env."""
+    """`python -m local stack --state-dir <dir>` as a child process; `env` is its stack.env. `environ` adds
+    variables to the stack's own environment (the FC emulator resolves template.yml's ${env(...)} from it, e.g.
+    the processor's WEBHOOK_URL)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, environ: dict[str, str] | None = None) -> None:
         self.state_dir = state_dir
         self.env_file = state_dir / "stack.env"
         self.log_path = state_dir.parent / f"{state_dir.name}.log"
@@ -137,7 +140,7 @@ class LocalStack:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **(environ or {}), "PYTHONUNBUFFERED": "1"},
         )
         deadline = time.monotonic() + STACK_START_SECONDS
         while not self.env_file.exists():
@@ -493,6 +496,22 @@ def drainer_phase(
     }
 
 
+def sdk_receive(queue: Any, errors: list[str], lock: threading.Lock) -> list[Any] | None:
+    """One batch_receive_message(16, 1) of a bare SDK loop: the messages; None when the queue was empty; [] after
+    an error (added to `errors` under `lock`)."""
+    try:
+        return queue.batch_receive_message(BATCH, 1)
+    except MNSServerException as error:
+        if error.type == "MessageNotExist":
+            return None
+        problem = f"BatchReceiveMessage: {error.type}: {error.message}"
+    except MNSExceptionBase as error:
+        problem = f"BatchReceiveMessage: {error.type}: {error.message}"
+    with lock:
+        errors.append(problem)
+    return []
+
+
 def sdk_phase(stack: LocalStack, tokens: Runtime, pollers: int, label: str, args: argparse.Namespace) -> dict[str, Any]:
     """The bare aliyun-mns-sdk loop over --messages FlowReports: `pollers` threads, one SDK client each."""
     out_ids = [f"{label}-{i:07d}" for i in range(args.messages)]
@@ -509,17 +528,10 @@ def sdk_phase(stack: LocalStack, tokens: Runtime, pollers: int, label: str, args
 
     def loop(queue: Any, deadline: float) -> None:
         while time.monotonic() < deadline:
-            try:
-                messages = queue.batch_receive_message(BATCH, 1)
-            except MNSServerException as error:
-                if error.type == "MessageNotExist":
-                    return
-                with lock:
-                    errors.append(f"BatchReceiveMessage: {error.type}: {error.message}")
-                continue
-            except MNSExceptionBase as error:
-                with lock:
-                    errors.append(f"BatchReceiveMessage: {error.type}: {error.message}")
+            messages = sdk_receive(queue, errors, lock)
+            if messages is None:
+                return
+            if not messages:
                 continue
             for message in messages:
                 json.loads(base64.b64decode(message.message_body))
@@ -1067,35 +1079,116 @@ def run(args: argparse.Namespace) -> int:
         )
         for error in errors[:20]:
             print(f"  ERROR {error}", file=sys.stderr)
-        print(
-            json.dumps(
-                {
-                    "benchmark": "drain_throughput",
-                    "latency_ms": args.latency_ms,
-                    "cpus": os.cpu_count(),
-                    "load_average_end": round(_load(), 2),
-                    "product_default_pollers": default,
-                    "seed": _public(seed),
-                    "drainer": [_public(r) for r in runs],
-                    "orphans": _public(orphans) if orphans else None,
-                    "sdk": [_public(s) for s in sdk],
-                    "sdk_cpu_ms_per_receipt": round(sdk_ms, 4) if sdk_ms else None,
-                    "scale": [_public(r) for r in scale],
-                    "scale_skipped": skipped,
-                    "target_ratio": TARGET_RATIO,
-                    "target_bound_fraction": TARGET_BOUND_FRACTION,
-                    "target_cpu_ratio": TARGET_CPU_RATIO,
-                    "target_requests_per_receipt": TARGET_REQUESTS_PER_RECEIPT,
-                    "errors": len(errors),
-                }
-            ),
-            flush=True,
-        )
+        detail = {
+            "benchmark": "drain_throughput",
+            "latency_ms": args.latency_ms,
+            "cpus": os.cpu_count(),
+            "load_average_end": round(_load(), 2),
+            "product_default_pollers": default,
+            "seed": _public(seed),
+            "drainer": [_public(r) for r in runs],
+            "orphans": _public(orphans) if orphans else None,
+            "sdk": [_public(s) for s in sdk],
+            "sdk_cpu_ms_per_receipt": round(sdk_ms, 4) if sdk_ms else None,
+            "scale": [_public(r) for r in scale],
+            "scale_skipped": skipped,
+            "target_ratio": TARGET_RATIO,
+            "target_bound_fraction": TARGET_BOUND_FRACTION,
+            "target_cpu_ratio": TARGET_CPU_RATIO,
+            "target_requests_per_receipt": TARGET_REQUESTS_PER_RECEIPT,
+            "errors": len(errors),
+        }
+        print(json.dumps(detail), flush=True)
+        checks = _checks(seed, runs, orphans, sdk_ms, scale, skipped, default, args)
+        write_result("drain_throughput", checks, detail, evaluated=not errors)
         return 1 if errors else 0
     finally:
         if stack is not None:
             stack.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _checks(
+    seed: dict[str, Any],
+    runs: list[dict[str, Any]],
+    orphans: dict[str, Any] | None,
+    sdk_ms: float | None,
+    scale: list[dict[str, Any]],
+    skipped: dict[str, str],
+    default: int,
+    args: argparse.Namespace,
+) -> list[Check]:
+    """The table's rows: the targets (on the product default pollers), then what is reported."""
+    checks: list[Check] = []
+    where = f"inline, SQLite, {args.latency_ms:g} ms MNS"
+    for run in runs:
+        label = f"drain P={run['pollers']}, {where}"
+        rate = run["messages_per_s"]
+        if run["pollers"] != default:
+            checks.append(Check(f"drain_p{run['pollers']}", label, rate, "receipts/s", seed["messages_per_s"], "seed"))
+            continue
+        checks.append(
+            Check(
+                "drain_vs_seed", label, rate, "receipts/s", seed["messages_per_s"], "seed pattern", target=TARGET_RATIO
+            )
+        )
+        bound = run["bound_messages_per_s"]
+        checks.append(
+            Check(
+                "drain_vs_bound",
+                label,
+                rate,
+                "receipts/s",
+                bound,
+                f"bound {run['pollers']}x{BATCH}/(2x{args.latency_ms:g} ms)",
+                target=TARGET_BOUND_FRACTION,
+                skipped="" if bound else "no MNS latency injected: no bound",
+            )
+        )
+    cost = [r for r in runs if r["pollers"] == default] + ([orphans] if orphans else [])
+    for run in cost:
+        checks.append(
+            Check(
+                f"cpu_{run['queue']}",
+                f"drainer CPU per receipt ({run['queue']})",
+                run["cpu_ms_per_receipt"],
+                "ms",
+                sdk_ms,
+                "bare SDK loop",
+                target=TARGET_CPU_RATIO,
+                op="<=",
+            )
+        )
+    for run in cost[:1]:
+        checks.append(
+            Check(
+                "mns_requests",
+                "MNS requests per receipt",
+                run["requests_per_receipt"],
+                "",
+                2 / BATCH,
+                f"floor 2/{BATCH}",
+                target=TARGET_REQUESTS_PER_RECEIPT,
+                op="<=",
+                on="figure",
+            )
+        )
+    for backend in dict.fromkeys(r["backend"] for r in scale):
+        ordered = [r for r in scale if r["backend"] == backend]
+        first, last = ordered[0], ordered[-1]
+        checks.append(
+            Check(
+                f"scale_{backend}",
+                f"drain scale-out {backend}, {last['processes']} processes",
+                last["messages_per_s"],
+                "receipts/s",
+                first["messages_per_s"],
+                f"{first['processes']} process{'es' if first['processes'] > 1 else ''}",
+            )
+        )
+    for backend, reason in skipped.items():
+        checks.append(Check(f"scale_{backend}", f"drain scale-out {backend}", None, skipped=reason))
+    return checks
 
 
 def _load() -> float:

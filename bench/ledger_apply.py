@@ -55,6 +55,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bench.entry import run_benchmark
+from bench.results import Check, write_result
 from shared.adapters.ledger import Ledger, ReportToApply
 from shared.adapters.ledger.engine import SQLITE_BUSY_TIMEOUT_MS
 from shared.adapters.ledger.records import NewOrder
@@ -494,8 +495,54 @@ def run(args: argparse.Namespace) -> int:
             print(f"{backend:<10} ERROR {error}", file=sys.stderr)
         failed = failed or bool(results[backend]["errors"])
     summary = {"benchmark": "ledger_apply", "batch": BATCH, "cpus": os.cpu_count(), "load_average": [load, _load()]}
-    print(json.dumps({**summary, "results": results}, sort_keys=True), flush=True)
+    detail = {**summary, "results": results}
+    print(json.dumps(detail, sort_keys=True), flush=True)
+    write_result("ledger_apply", _checks(results), detail, evaluated=not failed)
     return 1 if failed else 0
+
+
+NAMES = {"sqlite": "SQLite", "mariadb": "MariaDB", "postgresql": "PostgreSQL"}
+
+
+def _checks(results: dict[str, Any]) -> list[Check]:
+    """The table's rows: per backend, the batch path against its baseline, and duplicates against applies."""
+    checks = []
+    for backend, result in results.items():
+        name = NAMES[backend]
+        if "skipped" in result:
+            checks.append(Check(backend, name, None, skipped=result["skipped"]))
+            continue
+        rates, threads = result["rates"], f"{result['threads']} thread{'s' if result['threads'] > 1 else ''}"
+        batch = rates["batch"]
+        sqlite = backend == "sqlite"
+        baseline, label, target = (
+            (rates["bare 16/tx"], f"bare sqlite3 {BATCH}/tx", SQLITE_TARGET_FRACTION)
+            if sqlite
+            else (rates["report"], "apply_report", SERVER_TARGET_RATIO)
+        )
+        checks.append(
+            Check(
+                f"{backend}_batch", f"{name} batch apply, {threads}", batch, "reports/s", baseline, label, target=target
+            )
+        )
+        if not sqlite:
+            checks.append(
+                Check(
+                    f"{backend}_rate", f"{name} batch apply", batch, "reports/s", target=SERVER_TARGET_RATE, on="figure"
+                )
+            )
+        checks.append(
+            Check(
+                f"{backend}_duplicates",
+                f"{name} duplicates (slower of 2 kinds)",
+                min(rates["redelivered"], rates["same result"]),
+                "reports/s",
+                batch,
+                "batch applies",
+                target=1.0,
+            )
+        )
+    return checks
 
 
 def _load() -> tuple[float, float, float]:

@@ -1,6 +1,6 @@
 """The cost of one log line with the secret redactor, against the same logger without it (the baseline).
 
-    .venv/bin/python -m bench.log_line [--lines 3000] [--repeat 5] [--rounds 3] [--before REV]
+    .venv/bin/python -m bench.log_line [--lines 3000] [--repeat 5] [--rounds 3] [--before REV|none] [--warmup 300]
 
 Three variants, each in a fresh child process (the redactor installs a process-wide log-record factory), run in
 turn `rounds` times; each figure is the best per-line CPU time (what FC bills) over the rounds and `repeat` timed
@@ -50,6 +50,7 @@ from types import ModuleType
 from typing import Any
 
 from bench.entry import run_benchmark
+from bench.results import Check, write_result
 
 NAME = "log_line"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +135,7 @@ def _load(variant: str, source: str | None) -> ModuleType | None:
     return None
 
 
-def _child(variant: str, source: str | None, lines: int, repeat: int) -> dict[str, Any]:
+def _child(variant: str, source: str | None, lines: int, repeat: int, warmup: int = WARM_UP) -> dict[str, Any]:
     sink = open(os.devnull, "w")  # noqa: SIM115 - the process's lifetime
     root = logging.getLogger()
     runtime_handler = logging.StreamHandler(sink)  # FC's runtime handler, there before the code is imported
@@ -201,10 +202,10 @@ def _child(variant: str, source: str | None, lines: int, repeat: int) -> dict[st
             logger.thread_safe_clear_keys()
             logger.thread_safe_append_keys(**KEYS, **({"message_id": MESSAGE_ID} if name == "receipt" else {}))
             started = time.process_time()
-            for _ in range(WARM_UP):
+            for _ in range(warmup):
                 line()
-            per_line = (time.process_time() - started) / WARM_UP
-            passes = max(10, min(lines, int(PASS_SECONDS / per_line)))  # the slow variant: shorter passes
+            per_line = (time.process_time() - started) / warmup
+            passes = max(10, min(lines, int(PASS_SECONDS / max(per_line, 1e-9))))  # the slow variant: shorter passes
             best = float("inf")
             for _ in range(repeat):
                 started = time.process_time()
@@ -234,6 +235,8 @@ def _child(variant: str, source: str | None, lines: int, repeat: int) -> dict[st
 
 
 def _before_source(rev: str, folder: Path) -> Path | None:
+    if rev == "none":
+        return None
     try:
         text = subprocess.run(
             ["git", "show", f"{rev}:shared/logs.py"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
@@ -247,6 +250,7 @@ def _before_source(rev: str, folder: Path) -> Path | None:
 
 def _run_child(variant: str, source: Path | None, args: argparse.Namespace) -> dict[str, Any]:
     command = [sys.executable, "-m", "bench.log_line", "--child", variant, str(args.lines), str(args.repeat)]
+    command.append(str(args.warmup))
     if source is not None:
         command.append(str(source))
     env = {k: v for k, v in os.environ.items() if not k.startswith("POWERTOOLS_")}  # compact JSON, level INFO
@@ -302,26 +306,46 @@ def _run(args: argparse.Namespace) -> int:
         f"  our lines: after at most {worst:.2f}x the baseline (target <= {TARGET_RATIO}x) -> "
         f"{'met' if met else 'MISSED'}"
     )
-    print(
-        json.dumps(
-            {
-                "benchmark": NAME,
-                "lines": args.lines,
-                "repeat": args.repeat,
-                "rounds": args.rounds,
-                "before_rev": args.before if "before" in best else None,
-                "baseline_ms": {name: round(ms, 5) for name, ms in base.items()},
-                "before_ms": best.get("before"),
-                "after_ms": best["after"],
-                "after_over_baseline": ratios,
-                "register_one_at_256_ms": {k: round(v, 2) for k, v in register_ms.items() if k != "baseline"},
-                "shown_by_after": shown.get("after", {}),
-                "target_ratio": TARGET_RATIO,
-                "met": met,
-            }
-        )
-    )
+    detail = {
+        "benchmark": NAME,
+        "lines": args.lines,
+        "repeat": args.repeat,
+        "rounds": args.rounds,
+        "before_rev": args.before if "before" in best else None,
+        "baseline_ms": {name: round(ms, 5) for name, ms in base.items()},
+        "before_ms": best.get("before"),
+        "after_ms": best["after"],
+        "after_over_baseline": ratios,
+        "register_one_at_256_ms": {k: round(v, 2) for k, v in register_ms.items() if k != "baseline"},
+        "shown_by_after": shown.get("after", {}),
+        "target_ratio": TARGET_RATIO,
+        "met": met,
+    }
+    print(json.dumps(detail))
+    write_result(NAME, _checks(best["after"], base, bool(shown.get("after"))), detail)
     return 0
+
+
+def _checks(after: dict[str, dict[str, float]], base: dict[str, float], leaked: bool) -> list[Check]:
+    """One row per kind of line: its worst case over the credential counts, against the unredacted logger."""
+    checks = []
+    for name in (*OURS, *FOREIGN):
+        count = max(after[name], key=lambda c: after[name][c])
+        ours = name in OURS
+        checks.append(
+            Check(
+                key=f"{name}_line",
+                label=f"CPU per {name} line ({count} STS creds, worst)",
+                value=after[name][count],
+                unit="ms",
+                baseline=base[name],
+                baseline_label="no redaction",
+                target=TARGET_RATIO if ours else None,
+                op="<=",
+                met=(after[name][count] / base[name] <= TARGET_RATIO and not leaked) if ours else None,
+            )
+        )
+    return checks
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -329,15 +353,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lines", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--before", default=BEFORE_REV, help="git revision of shared/logs.py to compare with")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--before", default=BEFORE_REV, help="git revision of shared/logs.py to compare with ('none': skip it)"
+    )
+    parser.add_argument("--warmup", type=int, default=WARM_UP, help=f"untimed lines per case (default {WARM_UP})")
+    args = parser.parse_args(argv)
+    if min(args.lines, args.repeat, args.rounds, args.warmup) < 1:
+        parser.error("--lines, --repeat, --rounds and --warmup must be at least 1")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
-        variant, lines, repeat, *source = argv[1:]
-        figures = _child(variant, source[0] if source else None, int(lines), int(repeat))
+        variant, lines, repeat, warmup, *source = argv[1:]
+        figures = _child(variant, source[0] if source else None, int(lines), int(repeat), int(warmup))
         print(json.dumps(figures))
         return 0
     return run_benchmark(NAME, _parse, _run, argv)

@@ -33,6 +33,7 @@ from mns.mns_exception import MNSExceptionBase, MNSServerException
 from mns.queue import Message, QueueMeta
 
 from bench.entry import run_benchmark, stop_process
+from bench.results import Check, write_result
 
 TARGET_RPS = 1000.0
 BATCH = 16
@@ -349,30 +350,35 @@ def run(args: argparse.Namespace) -> int:
             print("  note             the queue ran dry; the figure is a lower bound (raise --prefill)")
         verdict = {True: "MET", False: "NOT MET", None: "not evaluated (errors)"}[met]
         print(f"  target           >= {TARGET_RPS:.0f} requests/s: {verdict}")
-        print(
-            json.dumps(
-                {
-                    "benchmark": "mns_throughput",
-                    "clients": args.clients,
-                    "seconds": round(wall, 3),
-                    "credentials": args.credentials,
-                    "prefilled_messages": filled,
-                    "batch_receive_requests": receives,
-                    "batch_delete_requests": deletes,
-                    "requests": receives + deletes,
-                    "requests_per_s": round(rps, 1),
-                    "messages": messages,
-                    "messages_per_s": round(messages / wall, 1),
-                    "empty_receives": empty,
-                    "server_batch_receive_requests": server_receives,
-                    "server_batch_delete_requests": server_deletes,
-                    "errors": len(errors),
-                    "target_requests_per_s": TARGET_RPS,
-                    "target_met": met,
-                }
-            ),
-            flush=True,
+        detail = {
+            "benchmark": "mns_throughput",
+            "clients": args.clients,
+            "seconds": round(wall, 3),
+            "credentials": args.credentials,
+            "prefilled_messages": filled,
+            "batch_receive_requests": receives,
+            "batch_delete_requests": deletes,
+            "requests": receives + deletes,
+            "requests_per_s": round(rps, 1),
+            "messages": messages,
+            "messages_per_s": round(messages / wall, 1),
+            "empty_receives": empty,
+            "server_batch_receive_requests": server_receives,
+            "server_batch_delete_requests": server_deletes,
+            "errors": len(errors),
+            "target_requests_per_s": TARGET_RPS,
+            "target_met": met,
+        }
+        print(json.dumps(detail), flush=True)
+        requests_rate = Check(
+            "requests_per_s",
+            f"BatchReceive(16) + BatchDelete served to {args.clients} clients",
+            rps,
+            "requests/s",
+            target=TARGET_RPS,
+            on="figure",
         )
+        write_result("mns_throughput", [requests_rate], detail, evaluated=not errors)
         return 1 if errors else 0
     finally:
         emulator.stop()

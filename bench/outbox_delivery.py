@@ -52,6 +52,7 @@ from bench.drain_throughput import (
     stack_settings,
 )
 from bench.entry import run_benchmark, stop_process
+from bench.results import Check, write_result
 from shared.adapters.ledger import Ledger, ReportToApply
 from shared.adapters.notify import Notifier, WebhookSink, sign, webhook_body
 from shared.runtime import Runtime
@@ -257,6 +258,41 @@ def drain_phase(
     }
 
 
+def _checks(deliveries: list[dict[str, Any]], drains: list[dict[str, Any]]) -> list[Check]:
+    """Delivery at the first webhook latency against the seed's pattern (the target), the other latencies reported;
+    the drain's whole-run rate with notifications on against off."""
+    checks = []
+    for index, result in enumerate(deliveries):
+        latency = result["webhook_latency_ms"]
+        checks.append(
+            Check(
+                f"delivery_{latency:g}ms",
+                f"events delivered, webhook {latency:g} ms",
+                result["events_per_s"],
+                "events/s",
+                result["seed_events_per_s"],
+                "one at a time",
+                target=TARGET_DELIVERY_RATIO if index == 0 else None,
+            )
+        )
+    if len(drains) == 2:
+        off, on = drains
+        checks.append(
+            Check(
+                "drain_notifications",
+                "drain with notifications on",
+                on["run_messages_per_s"],
+                "messages/s",
+                off["run_messages_per_s"],
+                "notifications off",
+                target=TARGET_DRAIN_FRACTION,
+            )
+        )
+    else:
+        checks.append(Check("drain_notifications", "drain with notifications on", None, skipped="--skip-drain"))
+    return checks
+
+
 def _latencies(text: str) -> list[float]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
@@ -342,22 +378,19 @@ def run(args: argparse.Namespace) -> int:
             )
         for error in errors[:20]:
             print(f"  ERROR {error}", file=sys.stderr)
-        print(
-            json.dumps(
-                {
-                    "benchmark": "outbox_delivery",
-                    "cpus": os.cpu_count(),
-                    "delivery": [{k: v for k, v in r.items() if k != "errors"} for r in deliveries],
-                    "drain": [{k: v for k, v in r.items() if k != "errors"} for r in drains],
-                    "drain_on_off_fraction": fraction,
-                    "drain_on_off_run_fraction": run_fraction,
-                    "target_delivery_ratio": TARGET_DELIVERY_RATIO,
-                    "target_drain_fraction": TARGET_DRAIN_FRACTION,
-                    "errors": len(errors),
-                }
-            ),
-            flush=True,
-        )
+        detail = {
+            "benchmark": "outbox_delivery",
+            "cpus": os.cpu_count(),
+            "delivery": [{k: v for k, v in r.items() if k != "errors"} for r in deliveries],
+            "drain": [{k: v for k, v in r.items() if k != "errors"} for r in drains],
+            "drain_on_off_fraction": fraction,
+            "drain_on_off_run_fraction": run_fraction,
+            "target_delivery_ratio": TARGET_DELIVERY_RATIO,
+            "target_drain_fraction": TARGET_DRAIN_FRACTION,
+            "errors": len(errors),
+        }
+        print(json.dumps(detail), flush=True)
+        write_result("outbox_delivery", _checks(deliveries, drains), detail, evaluated=not errors)
         return 1 if errors else 0
     finally:
         if stack is not None:

@@ -120,6 +120,8 @@ class Ledger:
         for order in new:
             if not order.out_id or len(order.out_id) > OUT_ID_MAX or len(order.phone) > PHONE_MAX:
                 raise ValueError(f"out_id must be 1 to {OUT_ID_MAX} characters and phone at most {PHONE_MAX}")
+            if "\x00" in order.out_id or "\x00" in order.phone:
+                raise ValueError("out_id and phone must not contain NUL characters")
             if order.submitted_at is not None:
                 require_aware(order.submitted_at, "submitted_at")
         if not new:

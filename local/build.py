@@ -19,8 +19,8 @@ deploys it.
       manifest.json    FC generation, database, lock, distributions and versions, what was trimmed, sizes
 
 FC=2 (the default) ships aliyun-fc2 for async dispatch; FC=3 ships the `fc3` extra (alibabacloud_fc20230330, the
-FC 3.0 SDK) and not aliyun-fc2: the functions import the SDK of FUNCTION_COMPUTE_API only (shared/adapters/dispatch.py), and
-template.fc3.yml sets FUNCTION_COMPUTE_API=3.
+FC 3.0 SDK) and not aliyun-fc2: the functions import the SDK of FUNCTION_COMPUTE_API only
+(shared/adapters/dispatch.py), and template.fc3.yml sets FUNCTION_COMPUTE_API=3.
 
 The database driver is the backend's only: PyMySQL for `--db mysql` (the default), psycopg for `--db postgresql`;
 SQLite is in the standard library. The operations CLI's dependencies (typer, and the rich and click it brings)

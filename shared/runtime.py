@@ -250,9 +250,9 @@ class Runtime:
 
     def continue_sweep(self, credentials: Credentials, invocation: FcInvocation) -> bool:
         """With SWEEP_SELF_INVOKE, the sweep that stopped at its deadline invokes itself asynchronously to go on
-        from its cursor, through the API FUNCTION_COMPUTE_API names: FC 2.0 addresses it by its service and function name, FC 3.0
-        by its function name alone (the context's, FC_FUNCTION_NAME). False when it did not (not asked to, or FC
-        refused: the next scheduled run resumes)."""
+        from its cursor, through the API FUNCTION_COMPUTE_API names: FC 2.0 addresses it by its service and function
+        name, FC 3.0 by its function name alone (the context's, FC_FUNCTION_NAME). False when it did not (not asked
+        to, or FC refused: the next scheduled run resumes)."""
         settings = self.settings
         if not settings.sweep_self_invoke:
             return False

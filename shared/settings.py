@@ -220,8 +220,8 @@ class Settings(BaseModel):
     ] = Field(
         "processor",
         alias="PROCESSOR_FUNCTION",
-        description="Processor function name: in PROCESSOR_SERVICE on FC 2.0; with FUNCTION_COMPUTE_API=3 its whole FC 3.0 name "
-        "(a function migrated from FC 2.0 is `<service>$<function>`).",
+        description="Processor function name: in PROCESSOR_SERVICE on FC 2.0; with FUNCTION_COMPUTE_API=3 its whole "
+        "FC 3.0 name (a function migrated from FC 2.0 is `<service>$<function>`).",
     )
 
     # --- the drain loop ---
@@ -336,8 +336,8 @@ class Settings(BaseModel):
         False,
         alias="SWEEP_SELF_INVOKE",
         description="On FC: when the sweep stops at its deadline with work left, it invokes itself asynchronously "
-        "to continue from its cursor (otherwise the next scheduled run resumes), through the API FUNCTION_COMPUTE_API names (FC "
-        "2.0: its service and function name; FC 3.0: its function name alone).",
+        "to continue from its cursor (otherwise the next scheduled run resumes), through the API "
+        "FUNCTION_COMPUTE_API names (FC 2.0: its service and function name; FC 3.0: its function name alone).",
     )
     report_dir: str = Field(
         "/tmp/flow-receipts/reports",
@@ -424,7 +424,8 @@ class Settings(BaseModel):
             )
         if self.fc_api == "2" and "$" in self.processor_function:
             raise ValueError(
-                "PROCESSOR_FUNCTION: a name with '$' is an FC 3.0 name (set FUNCTION_COMPUTE_API=3), FC 2.0 names have no '$' "
+                "PROCESSOR_FUNCTION: a name with '$' is an FC 3.0 name (set FUNCTION_COMPUTE_API=3), "
+                "FC 2.0 names have no '$' "
                 f"(got {self.processor_function!r})"
             )
         if self.dlq_queue_name is not None and self.mns_endpoint is None:

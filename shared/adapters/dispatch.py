@@ -11,9 +11,10 @@ Async invocation of the processor function and retries it; reference/fc.md §6-7
   ``AsyncDispatcher`` over it.
 - ``Fc3Invoker`` — an FC 3.0 function (API 2023-03-30, addressed by its name alone) through alibabacloud_fc20230330
   ``invoke_function`` with ``x-fc-invocation-type: Async``.
-- ``fc_invoker(api, ...)`` / ``processor_dispatcher(api, ...)`` — the one the setting FUNCTION_COMPUTE_API names (``"2"`` or
-  ``"3"``). Each SDK is imported when its invoker is first built, never with this module: an FC 2.0 function does
-  not load the FC 3.0 SDK (about three times fc2's import time: it brings aiohttp), nor an FC 3.0 one fc2.
+- ``fc_invoker(api, ...)`` / ``processor_dispatcher(api, ...)`` — the one the setting FUNCTION_COMPUTE_API names
+  (``"2"`` or ``"3"``). Each SDK is imported when its invoker is first built, never with this module: an FC 2.0
+  function does not load the FC 3.0 SDK (about three times fc2's import time: it brings aiohttp), nor an FC 3.0 one
+  fc2.
 
 Errors from FC, the same for both: 429, 5xx, network errors, a connection refused, an answer that cannot be read,
 expired or skewed credentials -> ``TransientError``; a wrong endpoint, key, service or function -> ``ConfigError``
@@ -138,11 +139,14 @@ def fc_invoker(
     service: str | None = None,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
 ) -> Fc2Invoker | Fc3Invoker:
-    """The invoker of FUNCTION_COMPUTE_API: ``"2"`` -> Fc2Invoker (needs ``service``), ``"3"`` -> Fc3Invoker (``service`` unused)."""
+    """The invoker of FUNCTION_COMPUTE_API: ``"2"`` -> Fc2Invoker (needs ``service``), ``"3"`` -> Fc3Invoker
+    (``service`` unused)."""
     if api == "3":
         return Fc3Invoker(endpoint or "", credentials, function, timeout)
     if not service:
-        raise ConfigError("PROCESSOR_SERVICE: FC 2.0 (FUNCTION_COMPUTE_API=2) addresses a function by its service and name")
+        raise ConfigError(
+            "PROCESSOR_SERVICE: FC 2.0 (FUNCTION_COMPUTE_API=2) addresses a function by its service and name"
+        )
     return Fc2Invoker(endpoint or "", credentials, service, function, timeout)
 
 

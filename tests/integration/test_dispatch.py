@@ -1,8 +1,8 @@
 """shared.adapters.dispatch: inline dispatch, and async dispatch against the FC emulator through both invokers, each
-test run for FUNCTION_COMPUTE_API=2 (Fc2Invoker: the real fc2 client, API 2016-08-15) and FUNCTION_COMPUTE_API=3 (Fc3Invoker: the real FC 3.0
-SDK alibabacloud_fc20230330, API 2023-03-30): 202 and the processor receiving the Envelope JSON; throttling, server
-errors, refused connections and non-JSON error bodies as TransientError; wrong names and keys as ConfigError; no
-secret in any error text or log line."""
+test run for FUNCTION_COMPUTE_API=2 (Fc2Invoker: the real fc2 client, API 2016-08-15) and FUNCTION_COMPUTE_API=3
+(Fc3Invoker: the real FC 3.0 SDK alibabacloud_fc20230330, API 2023-03-30): 202 and the processor receiving the
+Envelope JSON; throttling, server errors, refused connections and non-JSON error bodies as TransientError; wrong
+names and keys as ConfigError; no secret in any error text or log line."""
 
 from __future__ import annotations
 

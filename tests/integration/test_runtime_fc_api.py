@@ -75,7 +75,10 @@ def test_the_sweep_invokes_itself_through_the_api_fc_api_names(fc, fc_api, api):
         request_id="r", function_name="sweep", memory_limit_in_mb=128, timeout_seconds=60, service_name=service
     )
 
-    assert runtime(fc, FUNCTION_COMPUTE_API=fc_api, SWEEP_SELF_INVOKE="true").continue_sweep(CREDENTIALS, invocation) is True
+    assert (
+        runtime(fc, FUNCTION_COMPUTE_API=fc_api, SWEEP_SELF_INVOKE="true").continue_sweep(CREDENTIALS, invocation)
+        is True
+    )
 
     record = only_record(fc)
     assert (record["function"], record["api"]) == (f"{SERVICE}/sweep", api)

@@ -236,7 +236,9 @@ def test_fc_api_chooses_the_fc_generation(value: str, api: str):
 def test_fc_api_3_takes_an_fc3_function_name():
     s = settings(FUNCTION_COMPUTE_API="3", PROCESSOR_FUNCTION="flow-receipts$processor")
     assert s.processor_function == "flow-receipts$processor"
-    assert settings(FUNCTION_COMPUTE_API="3", PROCESSOR_FUNCTION="flow-receipts-processor").processor_function.endswith("processor")
+    assert settings(FUNCTION_COMPUTE_API="3", PROCESSOR_FUNCTION="flow-receipts-processor").processor_function.endswith(
+        "processor"
+    )
 
 
 @pytest.mark.parametrize(

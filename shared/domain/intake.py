@@ -150,6 +150,11 @@ def is_blank(cells: Sequence[str]) -> bool:
     return all(not cell.strip() for cell in cells)
 
 
+def _names(names: Sequence[str]) -> str:
+    """Column names as a one-line message shows them: quoted and escaped when not printable (a line break)."""
+    return ", ".join(name if name.isprintable() else repr(name) for name in names)
+
+
 def csv_layout(header: Sequence[str], flow_api: FlowApiName, *, product_required: bool = False) -> CsvLayout:
     """The layout of a file with this header row; BadHeader naming what is wrong and the expected columns."""
     names = [name.lstrip("\ufeff").strip().lower() for name in header]  # a BOM left by an already open stream
@@ -160,7 +165,7 @@ def csv_layout(header: Sequence[str], flow_api: FlowApiName, *, product_required
         problems.append(f"column {', '.join(unnamed)} {'has' if len(unnamed) == 1 else 'have'} no name")
     repeated = sorted({name for name in names if name and names.count(name) > 1})
     if repeated:
-        problems.append(f"{', '.join(repeated)} appear{'s' if len(repeated) == 1 else ''} more than once")
+        problems.append(f"{_names(repeated)} appear{'s' if len(repeated) == 1 else ''} more than once")
     wanted = [OUT_ID, PHONE] + ([product] if product_required else [])
     missing = [name for name in wanted if name not in names]
     if missing:
@@ -172,7 +177,7 @@ def csv_layout(header: Sequence[str], flow_api: FlowApiName, *, product_required
     known = {OUT_ID, PHONE, *PRODUCT_COLUMNS.values()}
     unknown = [name for name in dict.fromkeys(names) if name and name not in known]
     if unknown:
-        problems.append(f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+        problems.append(f"unknown column{'s' if len(unknown) > 1 else ''} {_names(unknown)}")
     if problems:
         shown = ",".join(header) if header else "an empty line"
         if len(shown) > 200:

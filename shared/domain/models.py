@@ -9,7 +9,9 @@ reports. Everything else is poison, with a reason naming the field and what was 
     PoisonMessage("out_id must be a string or a number, got a boolean (true)")
 
 A boolean is never coerced (``true`` is not an out id; it is what a parser copied from SmsReport produces).
-Phone numbers never appear in a reason.
+Nor is what no ledger can store: a NUL in ``out_id`` or ``phone``, a JSON string escaping a lone UTF-16 surrogate
+(``"\\ud800"``), a number of more than 4300 digits. Phone numbers never appear in a reason, and a reason is one line.
+An envelope's ``message_id``, ``message_type`` and ``dequeue_count`` fit the ledger's columns, or it is no envelope.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -31,6 +34,13 @@ RESULTS = {"3": "success", "4": "failure"}
 _SHOWN_CHARS = 40  # longest value echoed in a reason
 _BASE64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 _WHITESPACE = str.maketrans("", "", " \t\r\n")
+# A JSON escape of a lone surrogate ("\\ud800") decodes to a str no database driver can encode as UTF-8; the cheap
+# test on the text comes first, the walk over the decoded values only when it matches.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+MESSAGE_ID_MAX = 128  # the ledger's message_id columns (shared.adapters.ledger.records)
+MESSAGE_TYPE_MAX = 64
+DEQUEUE_COUNT_MAX = 2**31 - 1  # an SQL INTEGER
 _MAX_NOTED_FIELDS = 1000  # the set of extra field names already logged stays bounded
 _seen_extra_fields: set[str] = set()
 
@@ -94,6 +104,8 @@ class FlowReport(BaseModel):
         text = value if isinstance(value, str) else str(value)
         if not text.strip():
             raise _invalid(f"{name} is empty")
+        if "\x00" in text:  # no SQL text column of every backend stores NUL (PostgreSQL refuses it)
+            raise _invalid(f"{name} contains a NUL character")
         return text
 
     @field_validator("result", mode="before")
@@ -135,10 +147,10 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    message_id: str = Field(min_length=1)
-    message_type: str = "FlowReport"
+    message_id: str = Field(min_length=1, max_length=MESSAGE_ID_MAX)
+    message_type: str = Field("FlowReport", max_length=MESSAGE_TYPE_MAX)
     body: str  # the MNS MessageBody exactly as stored: base64 of the JSON Alicom sent
-    dequeue_count: int = Field(1, ge=0)
+    dequeue_count: int = Field(1, ge=0, le=DEQUEUE_COUNT_MAX)
     enqueue_time: int | None = None  # epoch milliseconds
 
 
@@ -221,11 +233,37 @@ def reports_from(envelope: Envelope) -> list[FlowReport]:
 
 def _load_json(text: str) -> Any:
     try:
-        return _JSON.decode(text)
+        data = _JSON.decode(text)
     except json.JSONDecodeError as exc:
         raise PoisonMessage(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise PoisonMessage("body is not JSON this receiver accepts: nested too deeply") from None
+    except ValueError as exc:  # e.g. a number of more than sys.get_int_max_str_digits() digits
+        raise PoisonMessage(f"body is not JSON this receiver accepts: {_one_line(str(exc))}") from None
+    if _SURROGATE_ESCAPE.search(text) is not None and _has_lone_surrogate(data):
+        raise PoisonMessage("body is not JSON this receiver accepts: a string escapes a lone UTF-16 surrogate")
+    return data
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    """Whether a decoded JSON value holds a str with a lone surrogate anywhere (keys too); no recursion."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value) is not None:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= 200 else line[:200] + "…"
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -248,7 +286,7 @@ _JSON = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_cons
 def _report(data: dict[str, Any], where: str) -> FlowReport:
     missing = [name for name in REQUIRED_FIELDS if name not in data]
     if len(missing) == len(REQUIRED_FIELDS):
-        keys = ", ".join(sorted(data)[:8]) + (", …" if len(data) > 8 else "")
+        keys = ", ".join(_key_name(key) for key in sorted(data)[:8]) + (", …" if len(data) > 8 else "")
         has = f"its keys are {keys}" if data else "it is an empty object"
         raise PoisonMessage(f"{where}JSON object is not a FlowReport: no phone, out_id or result ({has})")
     try:
@@ -257,6 +295,14 @@ def _report(data: dict[str, Any], where: str) -> FlowReport:
         raise PoisonMessage(where + _reason(exc)) from None
     _note_extra_fields(report)
     return report
+
+
+def _key_name(key: str) -> str:
+    """A key as a reason names it: as it is when short and printable, else quoted, escaped and shortened (a reason
+    stays one line)."""
+    if key.isprintable() and len(key) <= _SHOWN_CHARS:
+        return key
+    return repr(key if len(key) <= _SHOWN_CHARS else key[:_SHOWN_CHARS] + "…")
 
 
 def _reason(exc: ValidationError) -> str:

@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from shared.adapters.ledger import Ledger, ReportToApply
 from shared.domain.models import Envelope, FlowReport, decode_body, parse_reports
 from shared.domain.orders import Outcome
@@ -110,6 +112,16 @@ def process_event(ledger: Ledger, event: bytes | str, fallback_id: str) -> Messa
     except ValueError as error:
         text = event.decode("utf-8", "replace") if isinstance(event, bytes) else event
         invalid = Envelope(message_id=fallback_id, message_type="unknown", body=text)
-        return dead_letter(ledger, invalid, f"event is not a message envelope: {str(error).splitlines()[0]}")
+        return dead_letter(ledger, invalid, f"event is not a message envelope: {_envelope_problem(error)}")
     with message_context(envelope.message_id):
         return apply_message(ledger, envelope)
+
+
+def _envelope_problem(error: ValueError) -> str:
+    """The first thing wrong with an event, in one line: ``body: Field required``."""
+    if isinstance(error, ValidationError) and error.errors():
+        first = error.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+        return f"{where + ': ' if where else ''}{first['msg']}{more}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -11,7 +11,9 @@ from mns.account import Account
 
 from local.mns import MnsEmulator
 
-pytest_plugins = ["log_scan"]  # the whole session's logs are scanned for the test secrets
+# The whole session's logs are scanned for the test secrets and the tokens and secrets the emulators accept, for
+# signatures (Authorization values, Signature parameters, webhook v1=) and unmasked phone numbers: tests/log_scan.py.
+pytest_plugins = ["log_scan"]
 
 
 @pytest.fixture

@@ -8,10 +8,20 @@ What is captured, for the whole session, in this process:
   handlers see a record as the logger emits it: handler filters that other code attaches to them are not applied;
 - everything the Powertools logger's handler writes to its stream (stdout or stderr): the stream is teed.
 
-The secrets looked for: the secret constants of tests/emulator_credentials.py, ``SECRETS`` of
-tests/pipeline_support.py, the secrets of tests/integration/test_alicom_support.py, and every STS secret and token
-that an MNS emulator issues during the run (``CredentialStore.issue_sts`` is wrapped to record them). Each is
-matched raw, JSON-escaped and percent-encoded.
+The secrets looked for, by value (each matched raw, JSON-escaped and percent-encoded):
+
+- the secret constants of tests/emulator_credentials.py, ``SECRETS`` of tests/pipeline_support.py, the secrets of
+  tests/integration/test_alicom_support.py;
+- every STS secret and token that an MNS emulator issues during the run (``CredentialStore.issue_sts`` is wrapped);
+- every secret an emulator verifies a request with (the AccessKey secrets of MNS, Alicom RPC and V3, FC 2.0 and 3.0,
+  the webhook receiver's secret: the server-side signing functions of local/ are wrapped), and the secrets and STS
+  tokens an FC or Alicom emulator is configured to accept (``FcEmulator.__init__`` and the Alicom account book).
+
+And by shape, whatever their value (``SHAPES``): signatures (an ``MNS id:sig`` / ``FC id:sig`` Authorization value,
+a ``Signature`` query parameter or field with its value, as RPC and ACS3 carry it, a webhook ``v1=<64 hex>``), and
+mainland mobile numbers that are not masked (``13800138000``; ``138****8000`` is fine). STS tokens are looked for by
+value only: every token in a test run is issued or accepted by an emulator (the fuzz tests of the redactor log
+fragments of ``CAIS…`` tokens on purpose).
 
 At the end of the session, a line containing any of them fails the run: the terminal summary names the kind of
 secret, the test that was running, and the line with the secret masked.
@@ -66,8 +76,10 @@ class SecretBook:
         self._dirty = False
 
     def add(self, kind: str, value: object) -> None:
-        if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
-            return
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("utf-8", "replace")
+        if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH or value in self._values:
+            return  # (the membership test outside the lock is only a fast path: emulators add on every request)
         with self._lock:
             self._values.add(value)
             for form in _forms(value):
@@ -102,6 +114,41 @@ class SecretBook:
     def mask(self, text: str) -> str:
         pattern = self._current()
         return pattern.sub(lambda match: f"{MASK[:-1]}:{self._kinds[match[0]]}>", text) if pattern else text
+
+
+# Secrets recognised by their shape. Each pattern's group "value" is what the report masks.
+SHAPES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "signature (MNS / FC Authorization value)",
+        re.compile(r"(?<![\w-])(?:MNS|FC)[ \t]+[^\s:'\"]+:(?P<value>[A-Za-z0-9+/]{27,}={0,2})"),
+    ),
+    (
+        "signature (Signature parameter or field)",
+        re.compile(
+            r"(?<![\w-])Signature(?:\\?[\"'])?[ \t]*(?:=|:|%3[Dd])[ \t]*(?:\\?[\"'])?(?:b[\"'])?"
+            r"(?P<value>[A-Za-z0-9+/%_-]{16,}={0,2})"
+        ),
+    ),
+    ("webhook signature (v1=...)", re.compile(r"(?<![\w-])v1=(?P<value>[0-9a-fA-F]{64})(?![0-9a-fA-F])")),
+    (
+        "unmasked mobile phone number",
+        re.compile(r"(?<![\w+*])(?P<value>(?:\+?86[- ]?)?1[3-9]\d{9})(?![\w*])"),
+    ),
+)
+# A text needs one of these for a shape to be possible (most texts have none; the regexes then never run).
+_SHAPE_HINT = re.compile(r"MNS|FC|Signature|v1=|1[3-9]\d{9}")
+
+
+def find_shapes(text: str) -> list[str]:
+    if not text or _SHAPE_HINT.search(text) is None:
+        return []
+    return [kind for kind, pattern in SHAPES if pattern.search(text)]
+
+
+def mask_shapes(text: str) -> str:
+    for kind, pattern in SHAPES:
+        text = pattern.sub(lambda m, kind=kind: m[0].replace(m["value"], f"{MASK[:-1]}:{kind}>"), text)
+    return text
 
 
 def _load(path: Path) -> ModuleType | None:
@@ -174,12 +221,11 @@ class Scanner:
     def scan(self, text: str, source: str) -> None:
         with self._lock:
             self.lines_scanned += text.count("\n") + 1
-        kinds = self.book.find(text)
-        if not kinds:
+        if not self.book.find(text) and not find_shapes(text):
             return
         for line in text.splitlines() or [text]:
-            for kind in self.book.find(line):
-                masked = self.book.mask(line)
+            for kind in self.book.find(line) + find_shapes(line):
+                masked = mask_shapes(self.book.mask(line))
                 if len(masked) > MAX_LINE_CHARS:
                     masked = masked[:MAX_LINE_CHARS] + "…"
                 leak = Leak(kind, self.current_test, source, masked)
@@ -266,6 +312,7 @@ class LogScan:
         self._seen: weakref.WeakSet = weakref.WeakSet()
         self._handlers: list[tuple[logging.Logger, ScanHandler]] = []
         self._original_issue_sts: Any = None
+        self._wrapped: list[tuple[Any, str, Any]] = []  # (owner, attribute, original) to put back
         self._powertools_handler: logging.StreamHandler | None = None
         self.sts_issued = 0
         self.workers: list[dict[str, Any]] = []  # what pytest-xdist workers scanned (the controller reports it)
@@ -279,12 +326,16 @@ class LogScan:
             logger.addHandler(handler)
             self._handlers.append((logger, handler))
         self._wrap_issue_sts()
+        self._wrap_emulator_secrets()
         self.ensure_tee()
 
     def uninstall(self) -> None:
         for logger, handler in self._handlers:
             logger.removeHandler(handler)
         self._handlers.clear()
+        for owner, attribute, original in reversed(self._wrapped):
+            setattr(owner, attribute, original)
+        self._wrapped.clear()
         if self._original_issue_sts is not None:
             from local.mns.credentials import CredentialStore
 
@@ -310,6 +361,68 @@ class LogScan:
 
         self._original_issue_sts = original
         CredentialStore.issue_sts = issue_sts  # type: ignore[method-assign]
+
+    def _wrap(self, owner: Any, attribute: str, make: Any) -> None:
+        original = getattr(owner, attribute)
+        setattr(owner, attribute, functools.wraps(original)(make(original)))
+        self._wrapped.append((owner, attribute, original))
+
+    def _wrap_emulator_secrets(self) -> None:
+        """Every secret an emulator verifies a request with, and the STS tokens the FC emulator accepts, join the
+        book the first time they are used (the emulators' own server-side code, not the product's)."""
+        from local import acs3
+        from local.alicom import accounts as alicom_accounts
+        from local.alicom import signing as alicom_signing
+        from local.fc import server as fc_server
+        from local.fc import signing as fc_signing
+        from local.mns import signing as mns_signing
+        from local.webhook import signing as webhook_signing
+
+        book = self.scanner.book
+
+        def recording(kind: str):  # type: ignore[no-untyped-def]
+            def make(original):  # type: ignore[no-untyped-def]
+                def wrapper(secret, *args, **kwargs):  # type: ignore[no-untyped-def]
+                    book.add(kind, secret)
+                    return original(secret, *args, **kwargs)
+
+                return wrapper
+
+            return make
+
+        self._wrap(mns_signing, "signature", recording("MNS AccessKey secret (verified by an MNS emulator)"))
+        self._wrap(alicom_signing, "signature", recording("Alicom AccessKey secret (verified by the RPC emulator)"))
+        self._wrap(acs3, "signature", recording("AccessKey secret (verified by a V3 emulator: Alicom or FC 3.0)"))
+        self._wrap(fc_signing, "signature", recording("FC AccessKey secret (verified by the FC 2.0 emulator)"))
+        self._wrap(webhook_signing, "problem", recording("webhook secret (verified by the webhook receiver)"))
+
+        def make_fc_init(original):  # type: ignore[no-untyped-def]
+            def __init__(emulator, *args, **kwargs):  # type: ignore[no-untyped-def]
+                credentials = kwargs.get("credentials") or {}
+                for value in credentials.values():
+                    secret, token = (value, "") if isinstance(value, str) else value[:2]
+                    book.add("FC AccessKey secret (configured in an FC emulator)", secret)
+                    book.add("FC STS security token (configured in an FC emulator)", token)
+                function = kwargs.get("function_credentials")
+                if function is not None:
+                    book.add("FC function secret (configured in an FC emulator)", function.access_key_secret)
+                    book.add("FC function STS token (configured in an FC emulator)", function.security_token)
+                original(emulator, *args, **kwargs)
+
+            return __init__
+
+        self._wrap(fc_server.FcEmulator, "__init__", make_fc_init)
+
+        def make_customer(original):  # type: ignore[no-untyped-def]
+            def customer(access_key_id, value):  # type: ignore[no-untyped-def]
+                made = original(access_key_id, value)
+                book.add("Alicom AccessKey secret (configured in an Alicom emulator)", made.secret)
+                book.add("Alicom STS token (configured in an Alicom emulator)", made.security_token)
+                return made
+
+            return customer
+
+        self._wrap(alicom_accounts, "_customer", make_customer)
 
     def ensure_tee(self) -> None:
         """Tee the Powertools handler's stream (again, if a test pointed it elsewhere and did not restore it)."""

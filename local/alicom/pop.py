@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 from local import acs3
 from local.acs3 import Acs3Problem
 from local.alicom import errors, signing
-from local.alicom.accounts import AccountBook, Customer
+from local.alicom.accounts import AccountBook, Customer, check_security_token
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 AUTH_PARAMETERS = ("AccessKeyId", "Signature", "SignatureMethod", "SignatureVersion", "Timestamp", "SignatureNonce")
@@ -113,6 +113,7 @@ class Authenticator:
         to_sign = signing.string_to_sign(request.method, params)
         if not signing.signature_matches(params["Signature"], signing.signature(customer.secret, to_sign)):
             raise errors.signature_does_not_match(to_sign)
+        check_security_token(customer, params.get("SecurityToken"))
         self._use_nonce(customer.access_key_id, params["SignatureNonce"])
         return customer
 
@@ -137,6 +138,7 @@ class Authenticator:
             signed.check_signature(customer.secret)
         except Acs3Problem as problem:
             raise _v3_error(problem, request) from None
+        check_security_token(customer, signed.headers.get("x-acs-security-token"))
         self._use_nonce(customer.access_key_id, signed.headers["x-acs-signature-nonce"])
         return customer
 

@@ -48,7 +48,7 @@ from local.fc.destination import MnsDestination, destination_message
 from local.fc.functions import FunctionSpec
 from local.fc.instance import InstancePool, Outcome, reserved_environment
 from local.fc.stats import Stats
-from local.httpd import BackgroundServer, Handler, Server, split_target
+from local.httpd import BackgroundServer, BadBody, BodyTooLarge, Handler, Server, split_target
 
 API_VERSION = "2016-08-15"
 API_VERSION_3 = "2023-03-30"
@@ -58,7 +58,6 @@ FAULT_KINDS = ("internal_error", "throttle", "resource_exhausted", "drop_connect
 ASYNC_PAYLOAD_LIMIT = 128 * 1024
 SYNC_PAYLOAD_LIMIT = 32 * 1024 * 1024
 MAX_ASYNC_DELAY_SECONDS = 3600
-CHUNK_READ_TIMEOUT_SECONDS = 2.0
 INVOKE_PATH = re.compile(rf"^/{API_VERSION}/services/([^/]+)/functions/([^/]+)/invocations/?$")
 INVOKE_PATH_3 = re.compile(rf"^/{API_VERSION_3}/functions/([^/]+)/invocations/?$")  # matched on the raw path
 TASK_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
@@ -95,13 +94,14 @@ INJECTED = {
 }
 
 
-class MalformedBody(ValueError):
-    pass
+class MalformedBody(BadBody):
+    """A body whose framing is broken (a bad chunked encoding, fewer bytes than its Content-Length): 400."""
 
 
 class FcHandler(Handler):
     server_name = "fc-local-emulator"
     server: FcServer
+    max_body_bytes = SYNC_PAYLOAD_LIMIT  # larger: EntityTooLarge, without reading it
 
     def do_POST(self) -> None:
         self.server.emulator.serve(self)
@@ -109,29 +109,14 @@ class FcHandler(Handler):
     do_GET = do_PUT = do_DELETE = do_POST
 
     def read_body(self) -> bytes:
-        """The body; chunked framing (Transfer-Encoding wins over Content-Length) is undone. A malformed
-        chunked body raises MalformedBody, after which the connection cannot be reused."""
-        if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
-            return super().read_body()
-        self.connection.settimeout(CHUNK_READ_TIMEOUT_SECONDS)  # an unframed body may never send a newline
+        """The body, chunked framing undone (local/httpd.py). A malformed body raises MalformedBody, a body over
+        SYNC_PAYLOAD_LIMIT BodyTooLarge; after either the connection cannot be reused."""
         try:
-            return self._read_chunks()
-        except (ValueError, TimeoutError):
-            self.close_connection = True
-            raise MalformedBody("the request body is not valid chunked transfer encoding") from None
-        finally:
-            self.connection.settimeout(None)
-
-    def _read_chunks(self) -> bytes:
-        parts = []
-        while True:
-            size = int(self.rfile.readline(1024).split(b";")[0].strip(), 16)
-            if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts)
-            parts.append(self.rfile.read(size))
-            self.rfile.readline(1024)
+            return super().read_body()
+        except MalformedBody:
+            raise
+        except BadBody as bad:
+            raise MalformedBody(bad.message) from None
 
 
 class FcServer(Server):
@@ -141,7 +126,8 @@ class FcServer(Server):
 class FcEmulator:
     """Function Compute 2.0 on loopback. The functions run as worker processes (local/fc/instance.py).
 
-    `credentials` are the AccessKeys the endpoint accepts: {id: secret} or {id: (secret, security_token)}.
+    `credentials` are the AccessKeys the endpoint accepts: {id: secret} or {id: (secret, security_token[,
+    expires_at])} (epoch seconds; `expire_token` expires one now).
     The context (and ALIBABA_CLOUD_* variables) of every function carry `function_credentials`, by default the
     first of `credentials`, so a function can call this emulator back with fc2 (the drainer -> processor case).
     Each instance's environment is this process's, then spec.environment, then `environment`, then FC's
@@ -174,9 +160,12 @@ class FcEmulator:
                 raise ValueError(f"function {spec.service}/{spec.name} is defined twice")
             self.functions[spec.key] = spec
         self._credentials: dict[str, tuple[str, str]] = {}
+        self._token_expiry: dict[str, float] = {}  # key id -> epoch seconds, for STS credentials given one
         for key_id, value in (credentials if credentials is not None else {"local-ak": "local-sk"}).items():
-            secret, token = (value, "") if isinstance(value, str) else value
+            secret, token, *expiry = (value, "") if isinstance(value, str) else value
             self._credentials[key_id] = (secret, token)
+            if expiry:
+                self._token_expiry[key_id] = float(expiry[0])
         if not self._credentials:
             raise ValueError("the FC emulator needs at least one credential")
         if function_credentials is None:
@@ -359,9 +348,13 @@ class FcEmulator:
         request_id = new_request_id()
         try:
             body = handler.read_body()
-        except MalformedBody as exc:
-            payload = error_body("InvalidArgument", str(exc), request_id, v3)
-            handler.respond(400, payload, [("Content-Type", "application/json"), ("Connection", "close")])
+        except (MalformedBody, BodyTooLarge) as exc:
+            code, message = "InvalidArgument", str(exc)
+            if isinstance(exc, BodyTooLarge):
+                code, message = "EntityTooLarge", f"payload size exceeds maximum allowed size ({exc.limit} bytes)"
+            payload = error_body(code, message, request_id, v3)
+            headers = [("Content-Type", "application/json"), ("X-Fc-Request-Id", request_id), ("Connection", "close")]
+            handler.respond(400, payload, headers)
             return
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             self._admin(handler, body)
@@ -428,6 +421,15 @@ class FcEmulator:
             raise FcError(404, "FunctionNotFound", f"function '{function}' does not exist in service '{service}'")
         return spec
 
+    def expire_token(self, key_id: str) -> None:
+        """From now on the STS token of ``key_id`` is expired (as FC sees a role's token after its expiry)."""
+        self._token_expiry[key_id] = time.time()
+
+    def _check_token_expiry(self, key_id: str) -> None:
+        expires_at = self._token_expiry.get(key_id)
+        if expires_at is not None and expires_at <= time.time():
+            raise FcError(403, "InvalidSecurityToken.Expired", "the security token has expired")
+
     def _authenticate(self, handler: FcHandler, path: str, query: str) -> None:
         headers = handler.headers
         authorization = headers.get("authorization")
@@ -445,6 +447,7 @@ class FcEmulator:
         secret, token = self._credentials[key_id]
         if token and headers.get("x-fc-security-token") != token:
             raise FcError(403, "InvalidSecurityToken", "the security token is missing or not valid for this key")
+        self._check_token_expiry(key_id)
         items = [unquote(item) for item in query.split("&")] if query else None
         text = signing.string_to_sign(handler.command, headers.items(), path, items)
         if not signing.matches(secret, text, provided):
@@ -579,6 +582,7 @@ class FcEmulator:
             secret, token = self._credentials[key_id]
             if token and signed.header("x-acs-security-token") != token:
                 raise FcError(403, "InvalidSecurityToken", "the security token is missing or not valid for this key")
+            self._check_token_expiry(key_id)
             signed.require("x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256")
             signed.check_signed_headers()
             signed.date()

@@ -65,9 +65,11 @@ def test_signature_parameter_is_not_signed() -> None:
 )
 def test_verification_agrees_with_the_sdk(method: str, query: dict[str, str], body: dict[str, str]) -> None:
     params = {"Action": "Charge", "Version": "2017-05-25", **query}
-    url, sdk_string_to_sign = rpc_signature_composer.get_signed_url(dict(params), "ak", "secret", "JSON", method, body)
+    url, sdk_string_to_sign = rpc_signature_composer.get_signed_url(
+        dict(params), "ak", "vector-sk", "JSON", method, body
+    )
     received = dict(urllib.parse.parse_qsl(url.partition("?")[2], keep_blank_values=True))
     received.update(body)
 
     assert string_to_sign(method, received) == sdk_string_to_sign
-    assert signature("secret", sdk_string_to_sign) == received["Signature"]
+    assert signature("vector-sk", sdk_string_to_sign) == received["Signature"]

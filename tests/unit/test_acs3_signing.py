@@ -107,12 +107,12 @@ def test_verification_agrees_with_the_tea_sdk(method, path, query, extra, body) 
         "x-acs-signature-nonce": "n-1",
         **extra,
     }
-    sent, raw_query = sdk_signed(method, path, query, headers, body, "secret")
+    sent, raw_query = sdk_signed(method, path, query, headers, body, "vector-sk")
 
     request = Acs3Request(method, path, raw_query, sent, body)
     request.check_signed_headers()
     request.check_content_hash()
-    request.check_signature("secret")
+    request.check_signature("vector-sk")
 
 
 def test_problems_are_named() -> None:

@@ -7,7 +7,7 @@ LOCAL_DIR ?= .local
 
 DEMO_DIR := .local/demo
 
-.PHONY: venv test lint format bench mns local-up local-down invoke migrate demo docs build deploy lock clean
+.PHONY: venv test lint format bench chaos mns local-up local-down invoke migrate demo docs build deploy lock clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,12 @@ format: $(STAMP)
 # make bench [ARGS='--only drain_throughput,e2e_latency' | ARGS=--quick | ARGS=--table]: every benchmark, one table
 bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
+
+# The whole pipeline under every fault the local stack makes, then the invariants (README "Chaos"):
+#   make chaos CHAOS_ARGS='--receipts 20000 --seed 7 --ledger postgresql'
+CHAOS_ARGS ?= --receipts 100000
+chaos: $(STAMP)
+	$(PY) -m local.chaos $(CHAOS_ARGS)
 
 # Run the MNS emulator in the foreground: make mns ARGS='--port 9100 --data-dir .local/mns'
 mns: $(STAMP)

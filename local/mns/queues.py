@@ -225,11 +225,11 @@ class QueueStore:
             self._seq = max(self._seq, message.seq)
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock:  # every use of the journal holds the lock: none is in flight on another thread as it closes
             self._closing = True
             for queue in self._queues.values():
                 queue.condition.notify_all()
-        self._journal.close()
+            self._journal.close()
 
     def _queue(self, name: str) -> Queue:
         queue = self._queues.get(name)

@@ -51,7 +51,7 @@ def _apply(ledger: Ledger, batch: list[Received]):
 BATCHES = st.tuples(batches(BATCH_SIZE), st.lists(st.integers(min_value=1, max_value=MAX_DEQUEUE_COUNT + 1)))
 
 
-@fuzz(200)
+@fuzz(300)
 @given(BATCHES)
 def test_a_batch_is_applied_or_dead_lettered_whole(ledger, one_at_a_time, drawn):
     messages, dequeue_counts = drawn

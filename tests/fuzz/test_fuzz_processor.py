@@ -73,7 +73,7 @@ def _check_one(ledger, event: Event) -> None:
         assert again.events == ()
 
 
-@fuzz(600)
+@fuzz(800)
 @given(st.lists(events(), min_size=1, max_size=4))
 def test_every_event_is_applied_or_dead_lettered_once(ledger, batch):
     for event in batch:

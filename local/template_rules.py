@@ -26,7 +26,7 @@ does not forbid them), and two resources with one functionName (FC 3.0 names a f
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -149,21 +149,29 @@ def check_template(document: Mapping[str, Any]) -> list[str]:
     problems = _Problems()
     if str(document.get("edition", "")) != "1.0.0":
         problems.add("edition", f"must be 1.0.0 for the fc component (got {document.get('edition')!r})")
-    services = document.get("services")
-    if not isinstance(services, Mapping) or not services:
-        problems.add("services", "must be a mapping of one or more entries")
-        return problems
-    for key, entry in services.items():
-        where = f"services.{key}"
-        if not isinstance(entry, Mapping) or entry.get("component") != "fc":
-            problems.add(where, "component must be fc")
+    for where, props in _component_props(document, "services", "fc", problems):
+        _check_props(props, where, problems)
+    return problems
+
+
+def _component_props(
+    document: Mapping[str, Any], section: str, component: str, problems: _Problems
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(where, props) of each entry of ``section`` that is a ``component`` with a props mapping; the rest reported."""
+    entries = document.get(section)
+    if not isinstance(entries, Mapping) or not entries:
+        problems.add(section, "must be a mapping of one or more entries")
+        return
+    for key, entry in entries.items():
+        where = f"{section}.{key}"
+        if not isinstance(entry, Mapping) or entry.get("component") != component:
+            problems.add(where, f"component must be {component}")
             continue
         props = entry.get("props")
         if not isinstance(props, Mapping):
             problems.add(f"{where}.props", "must be a mapping")
             continue
-        _check_props(props, f"{where}.props", problems)
-    return problems
+        yield f"{where}.props", props
 
 
 def _check_props(props: Mapping[str, Any], where: str, problems: _Problems) -> None:
@@ -460,26 +468,14 @@ def check_fc3_template(document: Mapping[str, Any]) -> list[str]:
         problems.add("edition", f"must be 3.0.0 for the fc3 component (got {document.get('edition')!r})")
     if "services" in document:
         problems.add("services", "is the FC 2.0 spelling; an edition 3.0.0 template lists resources:")
-    resources = document.get("resources")
-    if not isinstance(resources, Mapping) or not resources:
-        problems.add("resources", "must be a mapping of one or more entries")
-        return problems
     names: dict[str, str] = {}
-    for key, entry in resources.items():
-        where = f"resources.{key}"
-        if not isinstance(entry, Mapping) or entry.get("component") != "fc3":
-            problems.add(where, "component must be fc3")
-            continue
-        props = entry.get("props")
-        if not isinstance(props, Mapping):
-            problems.add(f"{where}.props", "must be a mapping")
-            continue
-        _check_fc3_props(props, f"{where}.props", problems)
+    for where, props in _component_props(document, "resources", "fc3", problems):
+        _check_fc3_props(props, where, problems)
         name = props.get("functionName")
         if isinstance(name, str) and not _deploy_time(name):
             if name in names:
-                problems.add(f"{where}.props.functionName", f"{name!r} is also resources.{names[name]}'s")
-            names.setdefault(name, key)
+                problems.add(f"{where}.functionName", f"{name!r} is also {names[name]}'s")
+            names.setdefault(name, where.removesuffix(".props"))
     return problems
 
 

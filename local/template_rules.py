@@ -311,15 +311,7 @@ def _check_trigger(trigger: Any, where: str, problems: _Problems) -> None:
         return
     if trigger.get("type") == "timer":
         here = f"{where}.config"
-        _boolean(config, "enable", here, problems, required=True)
-        _string(config, "payload", here, problems)
-        expression = config.get("cronExpression")
-        if not isinstance(expression, str):
-            problems.add(f"{here}.cronExpression", "is required for a timer")
-        else:
-            error = timer_expression_error(expression)
-            if error:
-                problems.add(f"{here}.cronExpression", error)
+        _check_timer_config(config, here, problems)
 
 
 # ---------------------------------------------------------------------------------------------- FC 3.0
@@ -637,18 +629,24 @@ def _check_fc3_trigger(trigger: Any, where: str, problems: _Problems) -> None:
     if trigger.get("triggerType") == "timer":
         here = f"{where}.triggerConfig"
         _unknown(config, FC3_TIMER_KEYS, here, problems, component="fc3")
-        _boolean(config, "enable", here, problems, required=True)
-        _string(config, "payload", here, problems)
-        expression = config.get("cronExpression")
-        if not isinstance(expression, str):
-            problems.add(f"{here}.cronExpression", "is required for a timer")
-        else:
-            error = timer_expression_error(expression)
-            if error:
-                problems.add(f"{here}.cronExpression", error)
+        _check_timer_config(config, here, problems)
 
 
 # ---------------------------------------------------------------------------------------------- timers
+
+
+def _check_timer_config(config: Mapping[str, Any], here: str, problems: _Problems) -> None:
+    """A timer trigger's config, the same in both components: enable, payload, cronExpression."""
+    _boolean(config, "enable", here, problems, required=True)
+    _string(config, "payload", here, problems)
+    expression = config.get("cronExpression")
+    if not isinstance(expression, str):
+        problems.add(f"{here}.cronExpression", "is required for a timer")
+        return
+    error = timer_expression_error(expression)
+    if error:
+        problems.add(f"{here}.cronExpression", error)
+
 
 _EVERY = re.compile(r"^@every\s+((?:\d+h)?(?:\d+m)?)$")
 _CRON_FIELDS = (  # name, low, high, names: FC's 6-field cron (seconds first), UTC unless CRON_TZ=

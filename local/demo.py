@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import random
 import secrets
@@ -25,6 +24,7 @@ from typing import Any
 
 from local.fc.context import Credentials, build_context
 from local.fc.functions import FunctionSpec
+from local.product_logs import logs_to
 from local.stack import read_env
 from local.webhook import WebhookReceiver
 
@@ -47,17 +47,6 @@ def _admin(url: str, method: str = "GET", payload: object = None) -> Any:
 def _queue_depth(env: dict[str, str]) -> int:
     stats = _admin(env["ALICOM_MNS_ADMIN_URL"] + "/stats")
     return sum(stats["queues"].get(env["ALICOM_QUEUE_NAME"], {}).values())
-
-
-def _logs_to(path: Path) -> None:
-    """Every log line (ours and the SDKs') into the file: the terminal shows only the demo's own output."""
-    from shared.logs import logger
-
-    stream = path.open("a", encoding="utf-8")
-    logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
-    handler = logging.StreamHandler(stream)
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.WARNING)
 
 
 def _invoke(name: str, timeout: float, env: dict[str, str], event: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +108,7 @@ def run(state_dir: Path, orders_count: int, seed: int) -> int:
     }
     with WebhookReceiver(secret) as receiver:
         os.environ.update({**demo_env, "WEBHOOK_URL": receiver.url})
-        _logs_to(state_dir / "demo.log")
+        logs_to(state_dir / "demo.log")
         return _run(env, state_dir, reports, receiver, orders_count, seed)
 
 

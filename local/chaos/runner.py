@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -33,6 +32,7 @@ from local.chaos.plan import (
     make_plan,
 )
 from local.chaos.world import REPO, ChaosWorld, secrets_in_log
+from local.product_logs import logs_to
 
 VISIBILITY_SECONDS = 3
 SEGMENT_TIMEOUT_SECONDS = 600
@@ -516,14 +516,8 @@ class Run:
 
 
 def _logs_to(path: Path) -> None:
-    """Our logger, the root logger and file descriptor 2 (FC instances write there) into the product log."""
-    from shared.logs import logger
-
-    stream = path.open("a", encoding="utf-8")
-    logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
-    logging.getLogger().addHandler(logging.StreamHandler(stream))
-    logging.getLogger().setLevel(logging.WARNING)
-    os.dup2(stream.fileno(), 2)
+    """The product log also takes file descriptor 2: FC instances write there."""
+    os.dup2(logs_to(path).fileno(), 2)
 
 
 def print_summary(console: Console, figures: dict[str, Any], verdict: Verdict, folder: Path) -> None:

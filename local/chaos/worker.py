@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -23,17 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from local.product_logs import logs_to
+
 ARM_FILE = "crash-after-commit"
-
-
-def _logs_to(path: Path) -> None:
-    from shared.logs import logger
-
-    stream = path.open("a", encoding="utf-8")
-    logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
-    handler = logging.StreamHandler(stream)
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.WARNING)
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
@@ -102,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, required=True)
     parser.add_argument("--timeout", type=float, default=15)
     args = parser.parse_args(argv)
-    _logs_to(args.dir / "product.log")
+    logs_to(args.dir / "product.log")
     if args.function == "sweep":
         started = time.time()
         result = _invoke("sweep", args.timeout, {"job": "sweep"})

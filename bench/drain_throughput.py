@@ -266,6 +266,23 @@ def customer_credentials(stack: LocalStack) -> Credentials:
     return Credentials(stack.env["ALIBABA_CLOUD_ACCESS_KEY_ID"], stack.env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"], None)
 
 
+def inline_runtime(
+    stack: LocalStack, ledger_path: Path, pollers: int, **settings: str
+) -> tuple[Runtime, Ledger, Credentials]:
+    """An inline drainer's runtime on a migrated SQLite ledger at `ledger_path`, and the customer's credentials."""
+    environ = stack_settings(
+        stack,
+        LEDGER_URL=f"sqlite:///{ledger_path}",
+        DISPATCH_MODE="inline",
+        DRAIN_POLLERS=str(pollers),
+        DRAIN_LONG_POLL_SECONDS="1",
+        **settings,
+    )
+    runtime = Runtime(lambda: load_settings(environ))
+    runtime.ledger.migrate()
+    return runtime, runtime.ledger, customer_credentials(stack)
+
+
 def register_orders(ledger: Ledger, out_ids: list[str]) -> None:
     for out_id in out_ids:
         ledger.register_order(out_id, PHONE)
@@ -419,17 +436,7 @@ def drainer_phase(
     label = f"orphans-p{pollers}" if orphans else f"p{pollers}"
     out_ids = [f"{label}-{i:07d}" for i in range(args.messages)]
     ledger_path = work / f"ledger-{label}.sqlite3"
-    environ = stack_settings(
-        stack,
-        LEDGER_URL=f"sqlite:///{ledger_path}",
-        DISPATCH_MODE="inline",
-        DRAIN_POLLERS=str(pollers),
-        DRAIN_LONG_POLL_SECONDS="1",
-    )
-    runtime = Runtime(lambda: load_settings(environ))
-    ledger = runtime.ledger
-    ledger.migrate()
-    credentials = customer_credentials(stack)
+    runtime, ledger, credentials = inline_runtime(stack, ledger_path, pollers)
 
     stack.set_mns_latency(0)
     errors = stack.publish(out_ids)

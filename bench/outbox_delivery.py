@@ -43,21 +43,18 @@ from typing import Any
 from bench.drain_throughput import (
     PHONE,
     LocalStack,
-    customer_credentials,
+    inline_runtime,
     own_cpu_seconds,
     purge,
     queue_client,
     receipt_times,
     register_orders,
-    stack_settings,
 )
 from bench.entry import run_benchmark, stop_process
 from bench.results import Check, write_result
 from shared.adapters.ledger import Ledger, ReportToApply
 from shared.adapters.notify import Notifier, WebhookSink, sign, webhook_body
-from shared.runtime import Runtime
 from shared.services.outbox import DELIVERY_WORKERS, deliver_now
-from shared.settings import load_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TARGET_DELIVERY_RATIO = 3.0
@@ -198,18 +195,7 @@ def drain_phase(
     out_ids = [f"drain-{label}-{i:07d}" for i in range(args.messages)]
     ledger_path = work / f"drain-{label}.sqlite3"
     notify = {"WEBHOOK_URL": webhook.url, "WEBHOOK_SECRET": webhook.secret} if webhook else {}
-    environ = stack_settings(
-        stack,
-        LEDGER_URL=f"sqlite:///{ledger_path}",
-        DISPATCH_MODE="inline",
-        DRAIN_POLLERS=str(args.pollers),
-        DRAIN_LONG_POLL_SECONDS="1",
-        **notify,
-    )
-    runtime = Runtime(lambda: load_settings(environ))
-    ledger = runtime.ledger
-    ledger.migrate()
-    credentials = customer_credentials(stack)
+    runtime, ledger, credentials = inline_runtime(stack, ledger_path, args.pollers, **notify)
     stack.set_mns_latency(0)
     errors = stack.publish(out_ids)
     register_orders(ledger, out_ids)

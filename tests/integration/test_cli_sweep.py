@@ -132,14 +132,7 @@ def test_make_invoke_runs_the_sweep_function_against_the_environment(world: Pipe
         "MNS_ENDPOINT": "",
         "DLQ_QUEUE_NAME": "",
     }
-    result = subprocess.run(
-        ["make", "-s", "invoke", "FN=sweep", "EVENT=events/sweep.json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = make_invoke_sweep(env, timeout=120)
 
     assert result.returncode == 0, result.stdout + result.stderr
     answer = json.loads(result.stdout.strip().splitlines()[-1])
@@ -149,14 +142,7 @@ def test_make_invoke_runs_the_sweep_function_against_the_environment(world: Pipe
 
 def test_make_invoke_names_a_template_endpoint_rendered_without_its_account_id(world: PipelineWorld):
     env = {**{k: v for k, v in os.environ.items() if k not in UNSET}, **world.environ, "FC_ACCOUNT_ID": ""}
-    result = subprocess.run(
-        ["make", "-s", "invoke", "FN=sweep", "EVENT=events/sweep.json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = make_invoke_sweep(env, timeout=60)
 
     assert result.returncode != 0
     assert "MNS_ENDPOINT: has an empty or malformed part in its host name" in result.stdout + result.stderr
@@ -171,3 +157,14 @@ def test_the_cli_sweep_module_is_importable_without_the_sdks():
         check=True,
     )
     assert imported.stdout.strip() == "[]"
+
+
+def make_invoke_sweep(env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "-s", "invoke", "FN=sweep", "EVENT=events/sweep.json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -58,12 +58,25 @@ def test_ordinary_logging():
 """
 
 
-# Each test plants one thing the product's redactor would have hidden, on a logging path it does not cover (the
-# record factory is put back to the stdlib's for the test, as a logging path added without it would be).
-SHAPED = """
+UNREDACTED = """
 import logging
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def unredacted():
+    factory = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
+    yield
+    logging.setLogRecordFactory(factory)
+"""
+
+# Each test plants one thing the product's redactor would have hidden, on a logging path it does not cover (the
+# record factory is put back to the stdlib's for the test, as a logging path added without it would be).
+SHAPED = (
+    UNREDACTED
+    + """
 
 from local import acs3
 from local.alicom import signing as alicom_signing
@@ -75,13 +88,6 @@ from local.webhook import signing as webhook_signing
 
 log = logging.getLogger("leaky.shapes")
 
-
-@pytest.fixture(autouse=True)
-def unredacted():
-    factory = logging.getLogRecordFactory()
-    logging.setLogRecordFactory(logging.LogRecord)
-    yield
-    logging.setLogRecordFactory(factory)
 
 
 def test_mns_authorization_header():
@@ -137,21 +143,14 @@ def test_alicom_sts_token_configured_in_the_emulator():
     AccountBook({"STS.alicom-key": ("alicom-configured-secret-3c1d", "1", "alicom-configured-token-9e0f")})
     log.error("token alicom-configured-token-9e0f")
 """
+)
 
-SHAPED_CLEAN = """
-import logging
-
-import pytest
+SHAPED_CLEAN = (
+    UNREDACTED
+    + """
 
 log = logging.getLogger("calm.shapes")
 
-
-@pytest.fixture(autouse=True)
-def unredacted():
-    factory = logging.getLogRecordFactory()
-    logging.setLogRecordFactory(logging.LogRecord)
-    yield
-    logging.setLogRecordFactory(factory)
 
 
 def test_what_looks_close_but_is_not_a_secret():
@@ -162,6 +161,7 @@ def test_what_looks_close_but_is_not_a_secret():
     log.warning("authorization: FC ***, x-acs-signature-nonce: 0f1e2d3c4b5a69788796a5b4c3d2e1f0")
     log.warning("FC 2.0 and FC 3.0; MNS queue Alicom-Queue-1234567890123456-FlowReport; v1=short")
 """
+)
 
 SHAPE_KINDS = {
     "test_mns_authorization_header": "signature (MNS / FC Authorization value)",
